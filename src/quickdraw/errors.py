@@ -1,0 +1,26 @@
+"""Errors the library raises on purpose; each message names the file, line, value or URL at fault."""
+
+from __future__ import annotations
+
+__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError"]
+
+
+class QuickDrawError(Exception):
+    """Base class of every error raised on purpose by quickdraw."""
+
+
+class SourceError(QuickDrawError):
+    """A source object is missing or unreachable (names the class and URL)."""
+
+
+class BadRecordError(QuickDrawError):
+    """A malformed input record under ``--strict`` (names file, line and reason)."""
+
+    def __init__(self, url: str, line: int, reason: str, detail: str = "") -> None:
+        self.url, self.line, self.reason = url, line, reason
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"{url}:{line}: bad record ({reason}){extra}")
+
+
+class CacheError(QuickDrawError):
+    """A cache version is missing, incomplete or corrupt (names the file)."""
