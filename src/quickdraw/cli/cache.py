@@ -1,7 +1,196 @@
-"""`quickdraw cache ...` (being built)."""
+"""`quickdraw cache build|ls|info|verify|gc`: the versioned sequence cache."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-app = typer.Typer(help="The versioned sequence cache.", no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from quickdraw.cli._common import console, friendly_errors, out_console, print_json
+
+app = typer.Typer(
+    help=(
+        "The versioned sequence cache (build from prepare's shards, list, inspect, verify, collect).\n\n"
+        "Example: quickdraw cache build --in data/strokes --name animals10"
+    ),
+    no_args_is_help=True,
+)
+
+_ROOT_HELP = "Cache root (default: $QUICKDRAW_CACHE, else the user cache dir)."
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@app.command("build")
+def build(
+    in_dir: Path = typer.Option(..., "--in", help="The prepare stage's output (holds stroke3/, stroke5/)."),
+    name: str = typer.Option(..., "--name", help="Dataset name, e.g. animals10."),
+    root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
+    formats: str = typer.Option("stroke3,stroke5", "--formats", help="Comma list of formats to cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Build the cache version of prepare's shards (a no-op when it exists) and make it LATEST.
+
+    Example: quickdraw cache build --in data/strokes --name animals10 --json
+    """
+    with friendly_errors():
+        from quickdraw.pipeline.cache import run
+
+        fmts = [f.strip() for f in formats.split(",") if f.strip()]
+        summary = run(in_dir, name, root=root, formats=fmts)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"[bold green]cached[/] {summary['name']}/{summary['version']} "
+        f"({_human(summary['size_bytes'])}) at {summary['path']}",
+        highlight=False,
+    )
+
+
+@app.command("ls")
+def ls(
+    root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """List cached datasets and their versions (LATEST marked with *).
+
+    Example: quickdraw cache ls --json
+    """
+    from quickdraw.cache import cache_root, list_datasets, list_versions
+
+    with friendly_errors():
+        r = cache_root(root)
+        rows = [(n, v) for n in list_datasets(r) for v in list_versions(n, r)]
+    if as_json:
+        print_json(
+            {
+                "root": str(r),
+                "datasets": [
+                    {
+                        "name": n,
+                        "version": v.version,
+                        "latest": v.is_latest,
+                        "path": str(v.path),
+                        "sequences": v.manifest["counts"]["sequences"],
+                        "size_bytes": v.size_bytes,
+                    }
+                    for n, v in rows
+                ],
+            }
+        )
+        return
+    if not rows:
+        console.print(f"no cached datasets under {r}", highlight=False)
+        return
+    table = Table(title=f"cache at {r}")
+    for col in ("name", "version", "formats", "sequences", "size"):
+        table.add_column(col, justify="right" if col in ("sequences", "size") else "left")
+    for n, v in rows:
+        seqs = v.manifest["counts"]["sequences"]
+        table.add_row(
+            n,
+            ("* " if v.is_latest else "  ") + v.version,
+            ",".join(v.formats),
+            str(max(seqs.values()) if seqs else 0),
+            _human(v.size_bytes),
+        )
+    out_console.print(table)
+
+
+@app.command("info")
+def info(
+    name: str = typer.Argument(..., help="Dataset name, or a path to a name or version directory."),
+    version: str = typer.Option("latest", "--version", help="Version id (or unique prefix)."),
+    root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Show one version: classes, formats, splits, counts, params, provenance.
+
+    Example: quickdraw cache info animals10 --version 3f2a
+    """
+    from quickdraw.cache import resolve
+
+    with friendly_errors():
+        cv = resolve(name, version=version, root=root)
+    s = cv.summary()
+    if as_json:
+        print_json(s)
+        return
+    out_console.print(
+        f"[bold]{s['name']}[/] {s['version']}{' (latest)' if s['latest'] else ''}  {s['path']}", highlight=False
+    )
+    out_console.print(
+        f"{len(s['classes'])} classes: {', '.join(s['classes'])}\n"
+        f"size {_human(s['size_bytes'])}, created by quickdraw {s['created_by']['version']}",
+        highlight=False,
+    )
+    table = Table()
+    for col in ("format", "split", "sequences", "steps", "max length"):
+        table.add_column(col, justify="left" if col in ("format", "split") else "right")
+    for fmt, splits in s["formats"].items():
+        for split, c in splits.items():
+            table.add_row(fmt, split, str(c["n"]), str(c["steps"]), str(c["max_length"]))
+    out_console.print(table)
+
+
+@app.command("verify")
+def verify(
+    target: str = typer.Argument(..., help="Dataset name, or a path to a name or version directory."),
+    version: str = typer.Option("latest", "--version", help="Version id (or unique prefix)."),
+    root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Re-check every file's size and checksum; names each bad file and exits 1 if any.
+
+    Example: quickdraw cache verify animals10
+    """
+    from quickdraw.cache import verify as do_verify
+
+    with friendly_errors():
+        report = do_verify(target, version=version, root=root)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for p in report.problems:
+            console.print(f"[bold red]bad:[/] {report.path / p.file}: {p.reason} {p.detail}", highlight=False)
+        status = "[bold green]ok[/]" if report.ok else f"[bold red]{len(report.problems)} bad file(s)[/]"
+        console.print(
+            f"{status}: {report.name}/{report.version}, {report.checked} files, {_human(report.bytes)}",
+            highlight=False,
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("gc")
+def gc(
+    root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
+    name: str = typer.Option(None, "--name", help="Only collect this dataset."),
+    keep: list[str] = typer.Option([], "--keep", help="Also keep this version (id, prefix or name/version); repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Remove versions other than LATEST, pinned (ROOT/<name>/PINNED) and --keep, and dead builds' temp dirs.
+
+    Example: quickdraw cache gc --keep animals10/3f2a --dry-run
+    """
+    from quickdraw.cache import gc as do_gc
+
+    with friendly_errors():
+        report = do_gc(root, name, keep=keep, dry_run=dry_run)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for p in report.removed:
+        console.print(f"{verb} {p}", highlight=False)
+    console.print(f"{verb} {len(report.removed)}, kept {len(report.kept)}, freed {_human(report.freed_bytes)}")
