@@ -1,8 +1,92 @@
-"""`quickdraw prepare` (being built)."""
+"""`quickdraw prepare`: fetched drawings -> stroke-3 / stroke-5 shards per split."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def prepare() -> None:
-    """Not built yet."""
-    raise NotImplementedError("prepare is being built")
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from quickdraw.cli._common import console, friendly_errors, out_console, print_json
+
+
+def _parse_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected three comma-separated numbers like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3:
+        raise typer.BadParameter(f"expected three fractions (train,val,test), got {len(parts)}")
+    return parts  # type: ignore[return-value]
+
+
+def prepare(
+    in_dir: Path = typer.Option(..., "--in", help="Fetch output directory (one folder per class)."),
+    out_dir: Path = typer.Option(..., "--out", help="Output directory for stroke3/, stroke5/ and _manifest.json."),
+    classes: str = typer.Option(None, "--classes", help="Class spec (preset, comma list, @file); default: every fetched class."),
+    min_len: int = typer.Option(6, "--min-len", help="Drop drawings with fewer stroke-3 steps (points)."),
+    max_len: int = typer.Option(250, "--max-len", help="Longest stroke-3 sequence kept (stroke-5 adds one end step)."),
+    on_long: str = typer.Option("truncate", "--on-long", help="What to do with longer drawings: truncate or drop."),
+    fractions: str = typer.Option("0.8,0.1,0.1", "--fractions", help="train,val,test shares (sum 1)."),
+    seed: int = typer.Option(0, "--seed", help="Split seed (a drawing's split depends only on key_id and seed)."),
+    formats: str = typer.Option("stroke3,stroke5", "--formats", help="Formats to write (comma list)."),
+    normalize: bool = typer.Option(False, "--normalize", help="Store Sketch-RNN's scale factor (train std of dx, dy) in the metadata."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
+) -> None:
+    """Turn fetched drawings into stroke-3/stroke-5 Parquet shards with length rules and train/val/test splits.
+
+    Example: quickdraw prepare --in data/raw --out data/strokes --max-len 250 --on-long truncate --fractions 0.8,0.1,0.1
+    """
+    from quickdraw.pipeline.prepare import prepare as run_prepare
+
+    fr = _parse_fractions(fractions)
+    if on_long not in ("truncate", "drop"):
+        raise typer.BadParameter("must be 'truncate' or 'drop'", param_hint="--on-long")
+    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
+    with friendly_errors():
+        # Progress goes to stderr and only to a terminal, so logs and --json stay clean.
+        with Progress(
+            TextColumn("[bold]prepare[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=None)
+
+            def on_progress(done: int, total: int, word: str) -> None:
+                bar.update(task, completed=done, total=total, description=word)
+
+            result = run_prepare(
+                in_dir,
+                out_dir,
+                classes=classes,
+                min_len=min_len,
+                max_len=max_len,
+                on_long=on_long,  # type: ignore[arg-type]
+                fractions=fr,
+                seed=seed,
+                formats=fmts,
+                normalize=normalize,
+                progress=on_progress,
+            )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table = Table(title=f"prepare -> {result.out_dir}")
+    for col in ("class", "read", "dupes", "too short", "too long", "truncated", "train", "val", "test"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for word, c in result.per_class.items():
+        table.add_row(word, *(str(c[k]) for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "train", "val", "test")))
+    table.add_row(
+        "[bold]total[/]",
+        *(str(v) for v in (result.read, result.duplicates, result.too_short, result.too_long_dropped, result.truncated)),
+        *(str(result.split_counts[s]) for s in ("train", "val", "test")),
+    )
+    out_console.print(table)
+    if result.scale is not None:
+        out_console.print(f"scale (train std of dx, dy): {result.scale:.4f}", highlight=False)
+    out_console.print(f"input fingerprint {result.input_fingerprint}", highlight=False)

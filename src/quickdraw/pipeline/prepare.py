@@ -1,0 +1,512 @@
+"""The ``prepare`` stage: fetched drawings -> stroke-3 / stroke-5 Parquet shards per split.
+
+Input is the fetch output (docs/FORMATS.md section 1, complete classes only); output is section 2::
+
+    OUT/stroke3/<split>/part-00000.parquet   OUT/stroke5/<split>/part-00000.parquet   OUT/_manifest.json
+
+Guarantees:
+
+* **Deterministic**: same inputs and params -> byte-identical shards and manifest (no timestamps, rows
+  sorted by ``(label, key_id)``, fixed writer options).
+* **Stable splits**: a drawing's split is a pure function of ``(key_id, seed, fractions)`` -- a 64-bit
+  mix of the key id, never its position, class or the caps -- so adding a class or fetching more drawings
+  never moves an existing drawing to another split.
+* **Bounded memory**: one class is in memory at a time; shards grow by one row group per class.
+* **Atomic**: files are written as ``*.incomplete`` and renamed; ``_manifest.json`` is removed first and
+  written last, so an interrupted run never looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from quickdraw import __version__
+from quickdraw.errors import QuickDrawError
+from quickdraw.sources.parquet import class_parts, fetched_classes, read_class_manifest
+from quickdraw.strokes import (
+    OnLong,
+    Stroke3Batch,
+    apply_length_rules,
+    arrow_drawings_to_stroke3,
+    stroke3_batch_to_stroke5,
+    take_ranges,
+)
+
+__all__ = [
+    "FORMATS",
+    "MANIFEST",
+    "PART_ROWS",
+    "PREPARE_SCHEMA_VERSION",
+    "SPLITS",
+    "PrepareError",
+    "PrepareResult",
+    "ProgressCallback",
+    "assign_splits",
+    "input_fingerprint",
+    "output_schema",
+    "prepare",
+    "split_uniform",
+]
+
+log = logging.getLogger(__name__)
+
+SPLITS: tuple[str, str, str] = ("train", "val", "test")
+FORMATS: dict[str, int] = {"stroke3": 3, "stroke5": 5}
+MANIFEST = "_manifest.json"
+PREPARE_SCHEMA_VERSION = 1
+#: A new part file starts at the next class boundary once a part holds this many rows.
+PART_ROWS = 2_000_000
+
+#: ``progress(done_classes, total_classes, word)``, called after each class is written.
+ProgressCallback = Callable[[int, int, str], None]
+
+# Fixed writer options: part of the byte-identical contract, so never left to library defaults.
+_WRITE_OPTS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "use_dictionary": ["word", "countrycode"], "write_statistics": True}
+
+
+class PrepareError(QuickDrawError):
+    """Prepare cannot run: no complete classes, a requested class is missing, bad parameters."""
+
+
+@dataclass
+class PrepareResult:
+    """What one ``prepare`` run read, kept, dropped and wrote."""
+
+    out_dir: Path
+    classes: list[str]
+    split_counts: dict[str, int]  # split -> rows written (per format)
+    per_class: dict[str, dict[str, int]]  # word -> read, duplicates, too_short, too_long_dropped, truncated, kept, <split>
+    read: int = 0
+    duplicates: int = 0
+    too_short: int = 0
+    too_long_dropped: int = 0
+    truncated: int = 0
+    kept: int = 0
+    scale: float | None = None
+    input_fingerprint: str = ""
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings)."""
+        d = asdict(self)
+        d["out_dir"] = str(self.out_dir)
+        return d
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def split_uniform(key_ids: npt.ArrayLike, seed: int = 0) -> npt.NDArray[np.float64]:
+    """A uniform number in ``[0, 1)`` per key id, a pure function of ``(key_id, seed)``.
+
+    SplitMix64's finaliser over ``key_id + (seed + 1) * golden``: a strong 64-bit mixer that numpy
+    evaluates for millions of ids per second. (blake2b/xxhash of each id would need a Python call per
+    drawing; this is the same idea, vectorised.)
+    """
+    k = np.asarray(key_ids, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = k + np.uint64((seed + 1) % 2**64) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = z ^ (z >> np.uint64(31))
+    # The top 53 bits map exactly onto the doubles in [0, 1).
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    fr = tuple(float(f) for f in fractions)
+    if len(fr) != 3 or any(f < 0 or not math.isfinite(f) for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise PrepareError(f"fractions must be three non-negative numbers (train, val, test) summing to 1, got {fractions!r}")
+    return fr  # type: ignore[return-value]
+
+
+def assign_splits(key_ids: npt.ArrayLike, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> npt.NDArray[np.int8]:
+    """Split index per key id (0 train, 1 val, 2 test): ``split_uniform`` against the cumulative fractions."""
+    fr = _check_fractions(fractions)
+    bounds = np.array([fr[0], fr[0] + fr[1]], dtype=np.float64)
+    return np.searchsorted(bounds, split_uniform(key_ids, seed), side="right").astype(np.int8)
+
+
+# ----------------------------------------------------------------------------------------------- schema
+
+
+def output_schema(fmt: str) -> pa.Schema:
+    """The Arrow schema of a ``stroke3`` or ``stroke5`` shard (without the ``quickdraw`` metadata)."""
+    width = FORMATS[fmt]
+    return pa.schema(
+        [
+            pa.field("key_id", pa.uint64(), nullable=False),
+            pa.field("word", pa.string(), nullable=False),
+            pa.field("label", pa.int32(), nullable=False),
+            pa.field("countrycode", pa.string()),
+            pa.field("recognized", pa.bool_(), nullable=False),
+            pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+            pa.field("n_strokes", pa.uint16(), nullable=False),
+            pa.field("n_points", pa.uint32(), nullable=False),
+            pa.field("length", pa.int32(), nullable=False),
+            pa.field("sequence", pa.list_(pa.list_(pa.int16(), width)), nullable=False),
+        ]
+    )
+
+
+def input_fingerprint(in_dir: str | Path, classes: Sequence[str]) -> str:
+    """Hash of the input class manifests (which list every part's sha256), in class-list order."""
+    h = hashlib.blake2b(digest_size=16)
+    for word in classes:
+        manifest = read_class_manifest(in_dir, word)
+        h.update(word.encode("utf-8") + b"\0")
+        h.update(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- core
+
+
+@dataclass
+class _ClassData:
+    word: str
+    label: int
+    table: pa.Table  # kept rows (after dedup and length rules), sorted by (split, key_id); no drawing column
+    split: npt.NDArray[np.int8]  # per row of table
+    batch: Stroke3Batch  # stroke-3 per row of table
+    counts: dict[str, int]
+
+
+def _read_class(in_dir: Path, word: str, columns: list[str] | None) -> pa.Table:
+    parts = class_parts(in_dir, word)
+    tables = [pq.read_table(p, columns=columns) for p in parts]
+    if not tables:
+        return _fetch_schema(columns).empty_table()
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _fetch_schema(columns: list[str] | None) -> pa.Schema:
+    from quickdraw.sources.schema import DRAWING_SCHEMA
+
+    return DRAWING_SCHEMA if columns is None else pa.schema([DRAWING_SCHEMA.field(c) for c in columns])
+
+
+class _Deduper:
+    """Keeps the first occurrence of each key id across all classes (in class-list, then source order)."""
+
+    def __init__(self) -> None:
+        self._seen = np.empty(0, dtype=np.uint64)
+
+    def first_mask(self, key_ids: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        mask = np.zeros(len(key_ids), dtype=np.bool_)
+        _, first = np.unique(key_ids, return_index=True)
+        mask[first] = True
+        if len(self._seen):
+            pos = np.searchsorted(self._seen, key_ids)
+            found = self._seen[np.minimum(pos, len(self._seen) - 1)] == key_ids
+            mask &= ~found
+        new = np.sort(key_ids[mask])
+        # Both runs are sorted, so the stable (merge-based) sort is linear here, not n log n.
+        self._seen = np.sort(np.concatenate([self._seen, new]), kind="stable")
+        return mask
+
+
+def _iter_classes(
+    in_dir: Path,
+    classes: Sequence[str],
+    *,
+    min_len: int,
+    max_len: int,
+    on_long: OnLong,
+    fractions: tuple[float, float, float],
+    seed: int,
+    columns: list[str] | None,
+) -> Iterator[_ClassData]:
+    dedup = _Deduper()
+    for label, word in enumerate(classes):
+        table = _read_class(in_dir, word, columns)
+        n_read = table.num_rows
+        key_ids = np.asarray(table.column("key_id").to_numpy(), dtype=np.uint64)
+        first = dedup.first_mask(key_ids)
+        if not first.all():
+            table = table.filter(pa.array(first))
+            key_ids = key_ids[first]
+        batch = arrow_drawings_to_stroke3(table.column("drawing"))
+        rules = apply_length_rules(batch, min_len=min_len, max_len=max_len, on_long=on_long)
+        key_ids = key_ids[rules.kept]
+        split = assign_splits(key_ids, seed, fractions)
+        order = np.lexsort((key_ids, split))
+        rows, offsets = take_ranges(rules.batch.offsets, order)
+        kept_idx = np.flatnonzero(rules.kept)[order]
+        out = table.drop_columns(["drawing"]).take(pa.array(kept_idx))
+        split = split[order]
+        counts = {
+            "read": n_read,
+            "duplicates": int(n_read - first.sum()),
+            "too_short": rules.too_short,
+            "too_long_dropped": rules.too_long_dropped,
+            "truncated": rules.n_truncated,
+            "kept": int(len(key_ids)),
+        }
+        for i, s in enumerate(SPLITS):
+            counts[s] = int((split == i).sum())
+        yield _ClassData(word, label, out, split, Stroke3Batch(rules.batch.steps[rows], offsets), counts)
+
+
+def _sequence_array(steps: npt.NDArray[np.int16], offsets: npt.NDArray[np.int64]) -> pa.ListArray:
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise PrepareError("one class holds more than 2^31 steps; lower --max-per-class at fetch")
+    width = steps.shape[1]
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(steps.reshape(-1), type=pa.int16()), width)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), inner)
+
+
+def _slice_csr(steps: npt.NDArray[np.int16], offsets: npt.NDArray[np.int64], lo: int, hi: int) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int64]]:
+    return steps[offsets[lo] : offsets[hi]], offsets[lo : hi + 1] - offsets[lo]
+
+
+class _ShardWriter:
+    """Writes ``<out>/<fmt>/<split>/part-NNNNN.parquet`` via ``.incomplete`` files, rolling over at PART_ROWS."""
+
+    def __init__(self, out_dir: Path, fmt: str, split: str, metadata: dict[str, Any]) -> None:
+        self.dir = out_dir / fmt / split
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fmt, self.split = fmt, split
+        self.schema = output_schema(fmt).with_metadata({"quickdraw": json.dumps(metadata, sort_keys=True)})
+        self.files: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._part = 0
+        self._rows = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._path = self.dir / f"part-{self._part:05d}.parquet"
+        self._tmp = self._path.with_name(self._path.name + ".incomplete")
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, **_WRITE_OPTS)
+        self._rows = 0
+
+    def _close(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        os.replace(self._tmp, self._path)
+        self.files.append({"file": f"{self.fmt}/{self.split}/{self._path.name}", "rows": self._rows, "sha256": _sha256(self._path)})
+
+    def write(self, table: pa.Table) -> None:
+        if self._rows >= PART_ROWS:
+            self._close()
+            self._part += 1
+            self._open()
+        if table.num_rows:
+            assert self._writer is not None
+            self._writer.write_table(table)
+            self._rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._close()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _resolve_classes(in_dir: Path, classes: str | Sequence[str] | None) -> list[str]:
+    available = fetched_classes(in_dir)
+    if classes is None:
+        if not available:
+            raise PrepareError(f"no complete class (a folder with _manifest.json) in {in_dir}; run `quickdraw fetch` first")
+        return available
+    if isinstance(classes, str):
+        from quickdraw.classes import resolve_classes
+
+        wanted = resolve_classes(classes)
+    else:
+        wanted = list(dict.fromkeys(classes))
+    missing = [w for w in wanted if w not in available]
+    if missing:
+        raise PrepareError(f"class(es) {', '.join(map(repr, missing))} not complete in {in_dir} (no _manifest.json); complete: {', '.join(available) or 'none'}")
+    return wanted
+
+
+def _clean_previous(out_dir: Path) -> None:
+    # Stale parts of an earlier run (say with more classes) must not survive next to the new ones.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for fmt in FORMATS:
+        for split in SPLITS:
+            d = out_dir / fmt / split
+            if d.is_dir():
+                for p in list(d.glob("part-*.parquet")) + list(d.glob("part-*.parquet.incomplete")):
+                    p.unlink()
+
+
+def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".incomplete")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def prepare(
+    in_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    classes: str | Sequence[str] | None = None,
+    min_len: int = 6,
+    max_len: int = 250,
+    on_long: OnLong = "truncate",
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    formats: Sequence[str] = ("stroke3", "stroke5"),
+    normalize: bool = False,
+    progress: ProgressCallback | None = None,
+) -> PrepareResult:
+    """Turn fetched drawings into stroke-3/stroke-5 shards per split (docs/FORMATS.md section 2).
+
+    Args:
+        in_dir: fetch output (one folder per class; only classes with ``_manifest.json`` are read).
+        out_dir: where ``stroke3/``, ``stroke5/`` and ``_manifest.json`` go.
+        classes: class list (labels index it, in this order); a string is a class spec (preset, comma list,
+            ``@file``); default: every complete class, sorted by name.
+        min_len, max_len, on_long: length rules on stroke-3 steps (see :func:`quickdraw.strokes.apply_length_rules`).
+        fractions: train, val, test shares (sum 1).
+        seed: split seed; the split of a drawing depends only on its key id, the seed and ``fractions``.
+        formats: which of ``stroke3``, ``stroke5`` to write.
+        normalize: also compute Sketch-RNN's scale factor (std of dx, dy over the train split) and store it as
+            ``scale`` in the metadata; the int16 data are never rescaled. Costs a second pass over the input.
+        progress: ``progress(done, total, word)`` after each class.
+
+    Duplicated key ids are dropped (first occurrence kept: class-list order, then source order).
+    Raises :class:`PrepareError` for missing classes or bad parameters.
+    """
+    in_path, out_path = Path(in_dir), Path(out_dir)
+    fr = _check_fractions(fractions)
+    fmts = list(dict.fromkeys(formats))
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise PrepareError(f"formats must be among {sorted(FORMATS)}, got {list(formats)!r}")
+    if on_long not in ("truncate", "drop"):
+        raise PrepareError(f"on_long must be 'truncate' or 'drop', not {on_long!r}")
+    if min_len < 0 or max_len < 1 or min_len > max_len:
+        raise PrepareError(f"need 0 <= min_len <= max_len and max_len >= 1 (got min_len={min_len}, max_len={max_len})")
+    words = _resolve_classes(in_path, classes)
+    fingerprint = input_fingerprint(in_path, words)
+    params: dict[str, Any] = {
+        "min_len": int(min_len),
+        "max_len": int(max_len),
+        "on_long": on_long,
+        "fractions": list(fr),
+        "seed": int(seed),
+        "normalize": bool(normalize),
+    }
+    rules: dict[str, Any] = {"min_len": min_len, "max_len": max_len, "on_long": on_long, "fractions": fr, "seed": seed}
+
+    scale: float | None = None
+    if normalize:
+        scale = _train_scale(in_path, words, rules)
+        log.info("train scale factor %.6f", scale)
+
+    out_path.mkdir(parents=True, exist_ok=True)
+    _clean_previous(out_path)
+    writers: dict[tuple[str, str], _ShardWriter] = {}
+    for fmt in fmts:
+        for split in SPLITS:
+            meta = {"classes": words, "params": params, "input_fingerprint": fingerprint, "format": fmt, "split": split, "scale": scale, "schema_version": PREPARE_SCHEMA_VERSION}
+            writers[(fmt, split)] = _ShardWriter(out_path, fmt, split, meta)
+
+    result = PrepareResult(out_dir=out_path, classes=words, split_counts=dict.fromkeys(SPLITS, 0), per_class={}, scale=scale, input_fingerprint=fingerprint)
+    try:
+        for done, cd in enumerate(_iter_classes(in_path, words, columns=None, **rules), start=1):
+            _write_class(cd, fmts, writers)
+            result.per_class[cd.word] = cd.counts
+            for s in SPLITS:
+                result.split_counts[s] += cd.counts[s]
+            for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "kept"):
+                setattr(result, k, getattr(result, k) + cd.counts[k])
+            log.info("prepared %s: %s", cd.word, cd.counts)
+            if progress is not None:
+                progress(done, len(words), cd.word)
+    finally:
+        for w in writers.values():
+            w.close()
+    result.files = [f for w in writers.values() for f in w.files]
+    manifest = {
+        "schema_version": PREPARE_SCHEMA_VERSION,
+        "created_by": f"quickdraw-pipeline {__version__}",
+        "classes": words,
+        "formats": fmts,
+        "params": params,
+        "input_fingerprint": fingerprint,
+        "scale": scale,
+        "counts": {
+            "splits": result.split_counts,
+            "read": result.read,
+            "duplicates": result.duplicates,
+            "too_short": result.too_short,
+            "too_long_dropped": result.too_long_dropped,
+            "truncated": result.truncated,
+            "kept": result.kept,
+            "per_class": result.per_class,
+        },
+        "files": result.files,
+    }
+    _write_json_atomic(out_path / MANIFEST, manifest)
+    return result
+
+
+def _write_class(cd: _ClassData, fmts: list[str], writers: dict[tuple[str, str], _ShardWriter]) -> None:
+    n = cd.table.num_rows
+    base = cd.table.append_column(pa.field("label", pa.int32(), nullable=False), pa.array(np.full(n, cd.label, dtype=np.int32)))
+    bounds = np.searchsorted(cd.split, np.arange(len(SPLITS) + 1), side="left")  # rows are sorted by split
+    lengths3 = np.diff(cd.batch.offsets).astype(np.int32)
+    seq5: tuple[npt.NDArray[np.int16], npt.NDArray[np.int64]] | None = None
+    for fmt in fmts:
+        if fmt == "stroke3":
+            steps, offsets, extra = cd.batch.steps, cd.batch.offsets, 0
+        else:
+            seq5 = seq5 or stroke3_batch_to_stroke5(cd.batch)
+            (steps, offsets), extra = seq5, 1
+        for i, split in enumerate(SPLITS):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            if hi == lo:
+                continue
+            s, o = _slice_csr(steps, offsets, lo, hi)
+            part = base.slice(lo, hi - lo)
+            cols = {name: part.column(name) for name in part.column_names}
+            cols["length"] = pa.array(lengths3[lo:hi] + extra, type=pa.int32())
+            cols["sequence"] = _sequence_array(s, o)
+            schema = writers[(fmt, split)].schema
+            writers[(fmt, split)].write(pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema))
+
+
+def _train_scale(in_dir: Path, words: list[str], rules: dict[str, Any]) -> float | None:
+    """Std of all dx and dy of the train split after length rules (exact integer sums, then one sqrt)."""
+    total = 0
+    s1 = 0
+    s2 = 0
+    for cd in _iter_classes(in_dir, words, columns=["key_id", "drawing"], **rules):
+        lo, hi = np.searchsorted(cd.split, [0, 1], side="left")
+        steps, _ = _slice_csr(cd.batch.steps, cd.batch.offsets, int(lo), int(hi))
+        d = steps[:, 0:2].astype(np.int64)
+        total += d.size
+        s1 += int(d.sum())
+        s2 += int((d * d).sum())
+    if total == 0:
+        return None  # no train data: JSON has no NaN, and "unknown" is the honest value
+    mean = s1 / total
+    return float(math.sqrt(max(s2 / total - mean * mean, 0.0)))

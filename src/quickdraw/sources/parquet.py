@@ -1,0 +1,64 @@
+"""Reading the fetch output (docs/FORMATS.md section 1): complete classes only.
+
+A class directory counts only once its ``_manifest.json`` exists: fetch writes the manifest last, so a
+class without one is still being written (or was interrupted) and must not be read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as pads
+
+from quickdraw.sources.schema import DRAWING_SCHEMA
+
+__all__ = ["MANIFEST", "class_parts", "fetched_classes", "read_class_manifest", "scan_fetched"]
+
+MANIFEST = "_manifest.json"
+
+
+def fetched_classes(directory: str | Path) -> list[str]:
+    """The words under ``directory`` whose class is complete (has ``_manifest.json``), sorted by name.
+
+    Raises ``FileNotFoundError`` if ``directory`` does not exist.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"fetch output directory not found: {root}")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+
+
+def read_class_manifest(directory: str | Path, word: str) -> dict[str, Any]:
+    """The parsed ``_manifest.json`` of one fetched class (``FileNotFoundError`` if the class is incomplete)."""
+    path = Path(directory) / word / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"class {word!r} is not complete in {directory} (no {MANIFEST})")
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return doc
+
+
+def class_parts(directory: str | Path, word: str) -> list[Path]:
+    """The part files of one complete class in source order.
+
+    The manifest's ``parts`` list is authoritative when present (a stray file is ignored); otherwise the
+    ``part-*.parquet`` files sorted by name, which is source order since names are zero-padded.
+    """
+    manifest = read_class_manifest(directory, word)
+    base = Path(directory) / word
+    listed = manifest.get("parts")
+    if listed:
+        return [base / p["file"] for p in listed]
+    return sorted(base.glob("part-*.parquet"))
+
+
+def scan_fetched(directory: str | Path, classes: Sequence[str] | None = None) -> pads.Dataset:
+    """A lazy :class:`pyarrow.dataset.Dataset` over the complete classes (optionally only ``classes``).
+
+    Files are ordered by class (sorted) then part, so a scan sees each class's rows in source order.
+    """
+    words = fetched_classes(directory) if classes is None else list(classes)
+    files = [str(p) for w in words for p in class_parts(directory, w)]
+    return pads.dataset(files, schema=DRAWING_SCHEMA, format="parquet")
