@@ -1,0 +1,244 @@
+"""The versioned sequence cache: layout, determinism, atomicity, locking, verify, gc, root resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from quickdraw.cache import (
+    CACHE_FORMAT_VERSION,
+    build_cache,
+    cache_root,
+    gc,
+    list_datasets,
+    list_versions,
+    read_latest,
+    resolve,
+    update_fingerprint,
+    verify,
+    version_id,
+)
+from quickdraw.cache.synthetic import write_synthetic_strokes
+from quickdraw.errors import CacheError
+
+CLASSES = ("cat", "dog", "apple")
+
+
+@pytest.fixture(scope="module")
+def strokes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_strokes(tmp_path_factory.mktemp("strokes"), CLASSES, 30, seed=1, rows_per_shard=25)
+
+
+@pytest.fixture(scope="module")
+def strokes_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_strokes(tmp_path_factory.mktemp("strokes_b"), CLASSES, 10, seed=2)
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _shard_rows(strokes: Path, fmt: str, split: str) -> list[dict]:
+    rows: list[dict] = []
+    for p in sorted((strokes / fmt / split).glob("part-*.parquet")):
+        rows.extend(pq.read_table(p).to_pylist())
+    return rows
+
+
+def test_layout_matches_shards(strokes: Path, tmp_path: Path) -> None:
+    cv = build_cache(strokes, tmp_path, "mini")
+    assert cv.path == tmp_path / "mini" / cv.version and len(cv.version) == 16
+    assert read_latest(tmp_path / "mini") == cv.version
+    assert cv.classes == list(CLASSES) and cv.formats == ["stroke3", "stroke5"]
+    for fmt, k in (("stroke3", 3), ("stroke5", 5)):
+        for split in ("train", "val", "test"):
+            d = cv.path / fmt / split
+            steps = np.load(d / "steps.npy", mmap_mode="r")
+            offsets = np.load(d / "offsets.npy", mmap_mode="r")
+            labels = np.load(d / "labels.npy", mmap_mode="r")
+            lengths = np.load(d / "lengths.npy", mmap_mode="r")
+            key_ids = np.load(d / "key_ids.npy", mmap_mode="r")
+            assert isinstance(steps, np.memmap)
+            assert (steps.dtype, offsets.dtype, labels.dtype, lengths.dtype, key_ids.dtype) == (
+                np.int16, np.int64, np.int32, np.int32, np.uint64)
+            rows = _shard_rows(strokes, fmt, split)
+            assert steps.shape == (sum(r["length"] for r in rows), k)
+            assert len(offsets) == len(rows) + 1 and offsets[0] == 0 and offsets[-1] == len(steps)
+            for i, r in enumerate(rows):
+                np.testing.assert_array_equal(steps[offsets[i] : offsets[i + 1]], np.array(r["sequence"], np.int16))
+                assert (labels[i], lengths[i], key_ids[i]) == (r["label"], r["length"], r["key_id"])
+            meta = pq.read_table(d / "meta.parquet")
+            assert meta.column_names == ["key_id", "word", "countrycode", "recognized", "timestamp", "n_strokes", "n_points"]
+            assert meta["key_id"].to_pylist() == [r["key_id"] for r in rows]
+            assert meta["word"].to_pylist() == [r["word"] for r in rows]
+    m = json.loads((cv.path / "manifest.json").read_text())
+    assert m["cache_format_version"] == CACHE_FORMAT_VERSION and m["version"] == cv.version
+    assert set(m["files"]) == {p.relative_to(cv.path).as_posix() for p in cv.path.rglob("*.*") if p.name != "manifest.json"}
+    assert all(len(f["xxh3_128"]) == 32 for f in m["files"].values())
+    assert m["created_by"]["version"] == __import__("quickdraw").__version__
+    assert m["formats"]["stroke3"]["norm_scale"] > 0
+    assert "time" not in json.dumps(m).lower().replace("timestamp", "")
+
+
+def test_two_builds_are_byte_identical(strokes: Path, tmp_path: Path) -> None:
+    a = build_cache(strokes, tmp_path / "a", "mini")
+    b = build_cache(strokes, tmp_path / "b", "mini")
+    assert a.version == b.version
+    assert _files(a.path) == _files(b.path)
+
+
+def test_rebuild_is_noop_and_version_tracks_content(strokes: Path, strokes_b: Path, tmp_path: Path) -> None:
+    a = build_cache(strokes, tmp_path, "mini")
+    mtime = (a.path / "stroke3" / "train" / "steps.npy").stat().st_mtime_ns
+    again = build_cache(strokes, tmp_path, "mini", formats=("stroke5", "stroke3"))  # order does not matter
+    assert again.version == a.version
+    assert (a.path / "stroke3" / "train" / "steps.npy").stat().st_mtime_ns == mtime
+    only3 = build_cache(strokes, tmp_path, "mini", formats=("stroke3",))
+    other = build_cache(strokes_b, tmp_path, "mini")
+    assert len({a.version, only3.version, other.version}) == 3
+    assert only3.formats == ["stroke3"]
+    assert read_latest(tmp_path / "mini") == other.version
+    assert [v.version for v in list_versions("mini", tmp_path)][0] == other.version
+
+
+def test_fingerprint_chain() -> None:
+    assert update_fingerprint("a", "s", {"x": 1, "y": 2}) == update_fingerprint("a", "s", {"y": 2, "x": 1})
+    assert update_fingerprint("a", "s", {"x": 1}) != update_fingerprint("a", "t", {"x": 1})
+    assert update_fingerprint("ab", "c", {}) != update_fingerprint("a", "bc", {})
+    assert version_id("fp", {"formats": ["stroke3"]}) != version_id("fp2", {"formats": ["stroke3"]})
+    assert len(version_id("fp", {})) == 16
+
+
+_BUILD_SNIPPET = "import sys; from quickdraw.cache import build_cache; build_cache(sys.argv[1], sys.argv[2], 'mini')"
+
+
+def test_killed_build_leaves_no_version(strokes: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "_QUICKDRAW_CACHE_BUILD_PAUSE": "60"}
+    proc = subprocess.Popen([sys.executable, "-c", _BUILD_SNIPPET, str(strokes), str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        tmp_dirs: list[Path] = []
+        while time.monotonic() < deadline:
+            tmp_dirs = list((tmp_path / "mini").glob(".tmp-*/stroke3/train/meta.parquet"))
+            if tmp_dirs:
+                break
+            time.sleep(0.05)
+        assert tmp_dirs, "the build never reached its pause"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not [p for p in (tmp_path / "mini").iterdir() if not p.name.startswith(".")]
+    assert list_datasets(tmp_path) == [] and list_versions("mini", tmp_path) == []
+    with pytest.raises(CacheError):
+        resolve("mini", root=tmp_path)
+    cv = build_cache(strokes, tmp_path, "mini")
+    assert verify(cv).ok
+    report = gc(tmp_path)
+    assert [p.name for p in report.removed] == [tmp_dirs[0].parents[2].name]
+    assert list_versions("mini", tmp_path)[0].version == cv.version
+
+
+def test_concurrent_builds_end_with_one_version(strokes: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "_QUICKDRAW_CACHE_BUILD_PAUSE": "0.3"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _BUILD_SNIPPET, str(strokes), str(tmp_path)], env=env)
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    versions = list_versions("mini", tmp_path)
+    assert len(versions) == 1 and verify(versions[0]).ok
+    assert not list((tmp_path / "mini").glob(".tmp-*"))
+
+
+def test_verify_names_flipped_and_truncated_files(strokes: Path, tmp_path: Path) -> None:
+    cv = build_cache(strokes, tmp_path, "mini")
+    assert verify("mini", root=tmp_path).ok
+    steps = cv.path / "stroke3" / "train" / "steps.npy"
+    data = bytearray(steps.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    steps.write_bytes(bytes(data))
+    labels = cv.path / "stroke5" / "val" / "labels.npy"
+    labels.write_bytes(labels.read_bytes()[:-4])
+    report = verify(cv.path)
+    assert not report.ok
+    bad = {(p.file, p.reason) for p in report.problems}
+    assert bad == {("stroke3/train/steps.npy", "checksum"), ("stroke5/val/labels.npy", "size")}
+    assert "steps.npy" in str(report.problems[0]) or "labels.npy" in str(report.problems[0])
+
+
+def test_missing_manifest_is_not_a_version(strokes: Path, tmp_path: Path) -> None:
+    cv = build_cache(strokes, tmp_path, "mini")
+    (cv.path / "manifest.json").unlink()
+    with pytest.raises(CacheError, match="manifest.json"):
+        resolve(cv.path)
+    assert list_datasets(tmp_path) == []
+
+
+def test_gc_keeps_latest_pinned_and_keep(strokes: Path, strokes_b: Path, tmp_path: Path) -> None:
+    old = build_cache(strokes, tmp_path, "mini", formats=("stroke3",))
+    pinned = build_cache(strokes, tmp_path, "mini", formats=("stroke5",))
+    kept = build_cache(strokes_b, tmp_path, "mini", formats=("stroke3",))
+    latest = build_cache(strokes_b, tmp_path, "mini")
+    (tmp_path / "mini" / "PINNED").write_text(pinned.version + "\n")
+    dry = gc(tmp_path, dry_run=True, keep=[f"mini/{kept.version[:6]}"])
+    assert [p.name for p in dry.removed] == [old.version] and old.path.exists()
+    report = gc(tmp_path, keep=[kept.version])
+    assert [p.name for p in report.removed] == [old.version] and report.freed_bytes > 0
+    assert {v.version for v in list_versions("mini", tmp_path)} == {pinned.version, kept.version, latest.version}
+    (tmp_path / "mini" / "PINNED").unlink()
+    gc(tmp_path, name="mini")
+    assert [v.version for v in list_versions("mini", tmp_path)] == [latest.version]
+    assert resolve("mini", root=tmp_path).version == latest.version
+
+
+def test_resolve_by_name_path_and_prefix(strokes: Path, strokes_b: Path, tmp_path: Path) -> None:
+    a = build_cache(strokes, tmp_path, "mini")
+    b = build_cache(strokes_b, tmp_path, "mini")
+    assert resolve("mini", root=tmp_path).version == b.version
+    assert resolve("mini", version=a.version[:6], root=tmp_path).version == a.version
+    assert resolve(tmp_path / "mini").version == b.version
+    assert resolve(str(a.path)).version == a.version
+    with pytest.raises(CacheError, match="have: mini"):
+        resolve("nope", root=tmp_path)
+    with pytest.raises(CacheError, match="unknown version"):
+        resolve("mini", version="ffffffff", root=tmp_path)
+
+
+def test_cache_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("QUICKDRAW_CACHE", str(tmp_path / "env"))
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"
+    assert cache_root() == tmp_path / "env"
+    monkeypatch.delenv("QUICKDRAW_CACHE")
+    import platformdirs
+
+    assert cache_root() == Path(platformdirs.user_cache_dir("quickdraw"))
+
+
+def test_bad_input_names_the_problem(strokes: Path, tmp_path: Path) -> None:
+    with pytest.raises(CacheError, match="_manifest.json"):
+        build_cache(tmp_path, tmp_path / "c", "mini")
+    with pytest.raises(CacheError, match="invalid cache name"):
+        build_cache(strokes, tmp_path / "c", "../evil")
+    bad = write_synthetic_strokes(tmp_path / "bad", CLASSES, 5, seed=3, formats=("stroke3",))
+    shard = bad / "stroke3" / "train" / "part-00000.parquet"
+    t = pq.read_table(shard)
+    lengths = t["length"].to_numpy().copy()
+    lengths[1] += 1
+    import pyarrow as pa
+
+    t = t.set_column(t.column_names.index("length"), "length", pa.array(lengths, pa.int32()))
+    pq.write_table(t, shard)
+    with pytest.raises(CacheError, match="part-00000.parquet: row 1"):
+        build_cache(bad, tmp_path / "c", "mini", formats=("stroke3",))
+    assert list_datasets(tmp_path / "c") == [] and not list((tmp_path / "c" / "mini").glob(".tmp-*"))
+    with pytest.raises(CacheError, match="stroke5"):
+        build_cache(bad, tmp_path / "c", "mini")
