@@ -1,8 +1,43 @@
-"""`quickdraw evaluate` (being built)."""
+"""`quickdraw evaluate`: metrics and plots of a checkpoint on a cache split (the DVC `evaluate` stage)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def evaluate() -> None:
-    """Not built yet."""
-    raise NotImplementedError("evaluate is being built")
+import typer
+from rich.table import Table
+
+from quickdraw.cli._common import friendly_errors, out_console, print_json
+
+
+def evaluate(
+    checkpoint: Path = typer.Option(Path("models/best.pt"), "--checkpoint", help="Checkpoint to evaluate."),
+    cache: str = typer.Option(None, "--cache", help="Cache name or version directory (default: the one the checkpoint was trained on)."),
+    cache_root: Path = typer.Option(None, "--cache-root", help="Cache root (default $QUICKDRAW_CACHE or the user cache dir)."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    out: Path = typer.Option(Path("eval"), "--out", help="Directory for metrics.json and plots/."),
+    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Sequences per forward pass."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
+) -> None:
+    """Evaluate a checkpoint: top-1, top-3, per-class accuracy, ECE; confusion/reliability/confidence plots.
+
+    Example: quickdraw evaluate --checkpoint models/best.pt --cache animals10 --out eval
+    """
+    with friendly_errors():
+        from quickdraw.pipeline.evaluate import evaluate as run_evaluate
+
+        doc = run_evaluate(checkpoint, cache, out, split=split, root=cache_root, batch_size=batch_size)
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(title=f"{split}: {doc['n']} sequences")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("top1", "top3", "ece"):
+        table.add_row(key, f"{doc[key]:.4f}")
+    per = sorted((v, k) for k, v in doc["per_class"].items() if v is not None)
+    if per:
+        table.add_row("worst class", f"{per[0][1]} {per[0][0]:.3f}")
+        table.add_row("best class", f"{per[-1][1]} {per[-1][0]:.3f}")
+    out_console.print(table)
+    out_console.print(f"wrote {out / 'metrics.json'} and {out / 'plots'}/", highlight=False)

@@ -1,8 +1,50 @@
-"""`quickdraw predict` (being built)."""
+"""`quickdraw predict`: classify ndjson drawings with a trained checkpoint."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 
-def predict() -> None:
-    """Not built yet."""
-    raise NotImplementedError("predict is being built")
+import typer
+from rich.table import Table
+
+from quickdraw.cli._common import friendly_errors, out_console, print_json
+
+
+def predict(
+    file: str = typer.Argument("-", help="ndjson drawings in the dataset's format (a 'drawing' key per line), or - for stdin."),
+    checkpoint: Path = typer.Option(Path("models/best.pt"), "--checkpoint", help="Checkpoint to use."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes to show per drawing."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one item per drawing)."),
+) -> None:
+    """Print the top-k classes with probabilities for each drawing.
+
+    Example: quickdraw predict --checkpoint models/best.pt cat.ndjson --top-k 3
+
+    Reads stdin with "-" (e.g. head -5 cat.ndjson | quickdraw predict -).
+    """
+    with friendly_errors():
+        from quickdraw.models import load_checkpoint
+        from quickdraw.pipeline.predict import predict_records, read_ndjson
+
+        model, info = load_checkpoint(checkpoint)
+        if file == "-":
+            preds = predict_records(model, info, read_ndjson(sys.stdin, "<stdin>"), top_k=top_k)
+        else:
+            path = Path(file)
+            if not path.is_file():
+                raise FileNotFoundError(f"input not found: {path}")
+            with open(path, encoding="utf-8") as f:
+                preds = predict_records(model, info, read_ndjson(f, str(path)), top_k=top_k, source=str(path))
+    if as_json:
+        print_json([p.to_dict() for p in preds])
+        return
+    table = Table()
+    table.add_column("line", justify="right")
+    table.add_column("word")
+    for i in range(min(top_k, len(info["classes"]))):
+        table.add_column(f"#{i + 1}")
+    for p in preds:
+        word = str(p.record.get("word", ""))
+        table.add_row(str(p.line), word, *[f"{c} {prob:.3f}" for c, prob in p.top])
+    out_console.print(table)

@@ -1,0 +1,486 @@
+"""DVC stage `train`: sequence cache -> GRU classifier checkpoints (`best.pt`, `last.pt`) + dvclive metrics.
+
+nanoGPT style: one short linear loop, every knob in :class:`TrainParams` (the ``train`` section of
+params.yaml), the knobs and the model config saved in each checkpoint.
+
+Schedule: AdamW; linear warm-up over ``warmup_steps`` optimizer steps, then ``ReduceLROnPlateau`` on the
+validation loss once per epoch; early stopping after ``patience`` epochs without a better validation loss.
+Training loss uses label smoothing; validation loss is plain cross-entropy (it is what plateau detection and
+``best.pt`` selection should track, not the regularised objective).
+
+Batches come from the length-bucketing sampler over the train split, so a batch holds sequences of similar
+length and the (exact, packing-free) GRU wastes little work on padding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
+
+__all__ = [
+    "ProgressCallback",
+    "ProgressEvent",
+    "TrainParams",
+    "TrainResult",
+    "load_params",
+    "make_batch",
+    "pick_device",
+    "train",
+    "train_on",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SplitLike(Protocol):
+    """What training needs of a split; ``quickdraw.load(...)`` returns such an object (FORMATS.md §4)."""
+
+    lengths: np.ndarray
+    labels: np.ndarray
+    classes: Sequence[str]
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]: ...
+
+
+@dataclass
+class TrainParams:
+    """The ``train`` section of params.yaml (plus the shared top-level ``seed``)."""
+
+    hidden: int = 192
+    layers: int = 2
+    dropout: float = 0.3
+    pool: str = "last"
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.1
+    clip: float = 1.0
+    batch_size: int = 256
+    epochs: int = 20
+    patience: int = 4
+    warmup_steps: int = 300
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1
+    min_lr: float = 1e-5
+    #: Caps for tiny runs: per-class training sequences (seeded choice), steps per epoch, val sequences per class.
+    max_train_per_class: int | None = None
+    max_steps_per_epoch: int | None = None
+    max_val_per_class: int | None = None
+    #: Sequences sampled from the train split to estimate the dx, dy scale.
+    scale_sample: int = 5000
+    device: str = "auto"
+    #: torch intra-op threads; None leaves torch's default.
+    num_threads: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainParams:
+        """Build from a mapping, rejecting unknown keys with the closest valid names."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"unknown train param {key!r}{hint}")
+        params = cls(**d)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        """Raise ValueError on values that cannot train."""
+        checks = {
+            "hidden": self.hidden >= 1, "layers": self.layers >= 1, "dropout": 0 <= self.dropout < 1,
+            "lr": self.lr > 0, "batch_size": self.batch_size >= 1, "epochs": self.epochs >= 1,
+            "patience": self.patience >= 1, "warmup_steps": self.warmup_steps >= 0,
+            "label_smoothing": 0 <= self.label_smoothing < 1, "plateau_factor": 0 < self.plateau_factor < 1,
+            "pool": self.pool in ("last", "mean", "last+mean"),
+            "device": self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError("invalid train params: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_params(path: str | os.PathLike[str] | None, overrides: Iterable[str] = ()) -> TrainParams:
+    """TrainParams from a params.yaml (``train`` section + top-level ``seed``) and ``--set`` overrides.
+
+    Overrides are ``key=value`` with ``key`` either ``train.<name>``, ``<name>`` or ``seed``; values are
+    parsed as YAML (``train.max_steps_per_epoch=null`` works).
+    """
+    doc: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"params file not found: {p}")
+        doc = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"{p}: expected a YAML mapping at the top level")
+    section = dict(doc.get("train") or {})
+    # The shared seed applies unless the train section pins its own.
+    if "seed" in doc and "seed" not in section:
+        section["seed"] = doc["seed"]
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key = key.strip()
+        key = key.removeprefix("train.")
+        section[key] = yaml.safe_load(raw)
+    return TrainParams.from_dict(section)
+
+
+@dataclass
+class ProgressEvent:
+    """Sent to the progress callback: ``kind`` is ``"epoch_start"``, ``"step"`` or ``"epoch_end"``."""
+
+    kind: str
+    epoch: int
+    epochs: int
+    step: int = 0
+    steps: int = 0
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_batch(ds: Any, indices: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
+    """A padded batch ``dict(x float32 [B, T, 3], lengths int64 [B], labels int64 [B])`` of raw stroke-3.
+
+    Uses ``ds.batch(indices)`` when the dataset offers it (one vectorised gather from the CSR cache), else
+    ``collate_padded`` over ``ds[i]``.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    if hasattr(ds, "batch"):
+        b = ds.batch(idx)
+    else:
+        from quickdraw.datasets import collate_padded  # type: ignore[attr-defined]
+
+        b = collate_padded([ds[int(i)] for i in idx])
+    return {
+        "x": torch.as_tensor(b["x"], dtype=torch.float32),
+        "lengths": torch.as_tensor(b["lengths"], dtype=torch.int64),
+        "labels": torch.as_tensor(b["labels"], dtype=torch.int64),
+    }
+
+
+def _bucket_batches(lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int) -> list[np.ndarray]:
+    """Batches of positions into ``lengths``, grouped by length.
+
+    Prefers the project's ``BucketBatchSampler``; the local fallback (sort by length with random
+    tie-breaking, chunk, shuffle the chunks) only exists so this module works before that sampler lands.
+    """
+    try:
+        from quickdraw.datasets import BucketBatchSampler  # type: ignore[attr-defined]
+    except ImportError:
+        rng = np.random.default_rng(seed)
+        jitter = rng.random(len(lengths)) if shuffle else np.zeros(len(lengths))
+        order = np.lexsort((jitter, lengths))
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if shuffle:
+            rng.shuffle(chunks)  # type: ignore[arg-type]
+        return chunks
+    sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed, drop_last=False)
+    return [np.asarray(b, dtype=np.int64) for b in sampler]
+
+
+def _per_class_subset(labels: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """Indices keeping at most ``cap`` items of each class (seeded), in ascending order."""
+    if cap is None:
+        return np.arange(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        keep.append(members if len(members) <= cap else rng.choice(members, cap, replace=False))
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+
+def _estimate_xy_scale(ds: SplitLike, subset: np.ndarray, n: int, seed: int) -> float:
+    """Std of ``dx, dy`` over (a seeded sample of) the training sequences: Sketch-RNN's normaliser."""
+    rng = np.random.default_rng(seed)
+    pick = subset if len(subset) <= n else rng.choice(subset, n, replace=False)
+    steps = np.concatenate([np.asarray(ds[int(i)][0])[:, :2] for i in pick]) if len(pick) else np.zeros((0, 2))
+    try:
+        from quickdraw.strokes import normalizing_scale
+
+        scale = normalizing_scale(steps)
+    except ImportError:
+        scale = float(np.std(steps.astype(np.float64))) if len(steps) else float("nan")
+    if not math.isfinite(scale) or scale <= 0:
+        log.warning("could not estimate the input scale (%.3g); using 1.0", scale)
+        return 1.0
+    return float(scale)
+
+
+@torch.no_grad()
+def _validate(
+    model: nn.Module, ds: SplitLike, subset: np.ndarray, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    model.eval()
+    total_loss, top1, top3, n = 0.0, 0, 0, 0
+    for pos in _bucket_batches(np.asarray(ds.lengths)[subset], batch_size, shuffle=False, seed=0):
+        b = make_batch(ds, subset[pos])
+        y = b["labels"].to(device)
+        logits = model(b["x"].to(device), b["lengths"])
+        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        k = min(3, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        top1 += int((top[:, 0] == y).sum())
+        top3 += int((top == y[:, None]).any(1).sum())
+        n += len(y)
+    if n == 0:
+        return {}
+    return {"loss": total_loss / n, "top1": top1 / n, "top3": top3 / n}
+
+
+def _open_split(cache: str | os.PathLike[str], split: str, root: str | os.PathLike[str] | None) -> Any:
+    import quickdraw
+
+    return quickdraw.load(cache, split=split, format="stroke3", root=root)  # type: ignore[attr-defined]
+
+
+def _cache_info(ds: Any, cache: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Name, version, path, max_len and dx/dy scale of the cache a split came from, as far as it tells."""
+    info: dict[str, Any] = {"name": str(cache) if cache is not None else None}
+    for attr in ("name", "version"):
+        v = getattr(ds, attr, None)
+        if v is not None and not callable(v):
+            info[attr] = str(v)
+    cv = getattr(ds, "cache", None)  # quickdraw.cache.store.CacheVersion
+    if getattr(cv, "path", None) is not None:
+        info["path"] = str(cv.path)
+    manifest = getattr(cv, "manifest", None)
+    if isinstance(manifest, dict):
+        params = manifest.get("params") or {}
+        # Length rules are prepare's params; the cache manifest nests them under "prepare".
+        for scope in (params.get("prepare") or {}, params) if isinstance(params, dict) else ():
+            for key in ("max_len", "min_len", "on_long"):
+                if isinstance(scope, dict) and key in scope:
+                    info.setdefault(key, scope[key])
+        scale = ((manifest.get("formats") or {}).get("stroke3") or {}).get("norm_scale")
+        if scale:
+            info["norm_scale"] = float(scale)
+    return info
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------- train
+
+
+def train(
+    cache_name_or_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    params: TrainParams | None = None,
+    root: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+    live_dir: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Train on the cache's train split, validate on its val split; write ``best.pt``/``last.pt``.
+
+    ``live_dir`` is where dvclive writes per-epoch metrics (default ``out_dir/dvclive``; DVC pipelines
+    should point it outside ``out_dir`` so the metrics are not inside the model output).
+    """
+    train_ds = _open_split(cache_name_or_path, "train", root)
+    val_ds = _open_split(cache_name_or_path, "val", root)
+    return train_on(
+        train_ds, val_ds, out_dir, params=params, progress=progress, live_dir=live_dir,
+        cache_info=_cache_info(train_ds, cache_name_or_path),
+    )
+
+
+def train_on(
+    train_ds: SplitLike,
+    val_ds: SplitLike | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    params: TrainParams | None = None,
+    progress: ProgressCallback | None = None,
+    live_dir: str | os.PathLike[str] | None = None,
+    cache_info: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The training loop over already-opened splits (what :func:`train` calls after loading the cache)."""
+    from dvclive import Live
+
+    p = params or TrainParams()
+    p.validate()
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    live_path = Path(live_dir) if live_dir is not None else out / "dvclive"
+    _seed_everything(p.seed)
+    if p.num_threads:
+        torch.set_num_threads(p.num_threads)
+    device = pick_device(p.device)
+    classes = list(train_ds.classes)
+    if val_ds is not None and list(val_ds.classes) != classes:
+        raise ValueError("train and val splits have different class lists")
+
+    train_idx = _per_class_subset(np.asarray(train_ds.labels), p.max_train_per_class, p.seed)
+    if len(train_idx) == 0:
+        raise ValueError("the train split is empty")
+    val_idx = (
+        _per_class_subset(np.asarray(val_ds.labels), p.max_val_per_class, p.seed + 1)
+        if val_ds is not None else np.zeros(0, dtype=np.int64)
+    )
+    if len(val_idx) == 0:
+        log.warning("no validation data: early stopping and best.pt follow the training loss")
+    train_lengths = np.asarray(train_ds.lengths)[train_idx]
+
+    # The cache records the train split's dx/dy std; estimating it here is the fallback for other sources.
+    scale = float((cache_info or {}).get("norm_scale") or 0) or _estimate_xy_scale(
+        train_ds, train_idx, p.scale_sample, p.seed
+    )
+    config = ModelConfig(
+        n_classes=len(classes), hidden=p.hidden, layers=p.layers, dropout=p.dropout, xy_scale=scale, pool=p.pool
+    )
+    model = GRUClassifier(config).to(device)
+    log.info("training %d sequences (%d classes) on %s, xy_scale=%.3f, %d parameters", len(train_idx),
+             len(classes), device, scale, sum(t.numel() for t in model.parameters()))
+
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=p.plateau_factor, patience=p.plateau_patience, min_lr=p.min_lr
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
+    ckpt_info = {"classes": classes, "cache": cache_info or {}, "params": p.to_dict()}
+
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_metrics, bad_epochs = math.inf, 0, {}, 0
+    global_step, stopped_early, epoch = 0, False, 0
+    with Live(dir=str(live_path), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        live.log_params({k: v for k, v in p.to_dict().items() if v is not None})
+        for epoch in range(1, p.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            batches = _bucket_batches(train_lengths, p.batch_size, shuffle=True, seed=p.seed * 100_003 + epoch)
+            if p.max_steps_per_epoch is not None:
+                batches = batches[: p.max_steps_per_epoch]
+            if progress:
+                progress(ProgressEvent("epoch_start", epoch, p.epochs, 0, len(batches)))
+            loss_sum, seen = 0.0, 0
+            for step, pos in enumerate(batches, 1):
+                if global_step < p.warmup_steps:
+                    for g in opt.param_groups:
+                        g["lr"] = p.lr * (global_step + 1) / p.warmup_steps
+                b = make_batch(train_ds, train_idx[pos])
+                y = b["labels"].to(device)
+                loss = criterion(model(b["x"].to(device), b["lengths"]), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if p.clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), p.clip)
+                opt.step()
+                global_step += 1
+                loss_sum += float(loss.detach()) * len(y)
+                seen += len(y)
+                if progress:
+                    progress(ProgressEvent("step", epoch, p.epochs, step, len(batches), float(loss.detach())))
+
+            train_loss = loss_sum / max(seen, 1)
+            val = _validate(model, val_ds, val_idx, 2 * p.batch_size, device) if len(val_idx) else {}
+            monitor = val.get("loss", train_loss)
+            lr_now = opt.param_groups[0]["lr"]
+            # Plateau decisions only make sense once warm-up has handed the lr back to the schedule.
+            if global_step >= p.warmup_steps:
+                plateau.step(monitor)
+            row = {"epoch": epoch, "train_loss": train_loss, "lr": lr_now,
+                   "seconds": time.perf_counter() - t0, "train_seq_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+            row.update({f"val_{k}": v for k, v in val.items()})
+            history.append(row)
+            live.log_metric("train/loss", train_loss)
+            for k, v in val.items():
+                live.log_metric(f"val/{k}", v)
+            live.log_metric("lr", lr_now)
+            live.log_metric("epoch_seconds", row["seconds"])
+
+            improved = monitor < best_loss - 1e-7
+            if improved:
+                best_loss, best_epoch, bad_epochs = monitor, epoch, 0
+                best_metrics = {k: v for k, v in row.items() if k.startswith(("val_", "train_loss"))}
+                save_checkpoint(out / "best.pt", model, **ckpt_info, epoch=epoch, metrics=row)
+            else:
+                bad_epochs += 1
+            save_checkpoint(out / "last.pt", model, **ckpt_info, epoch=epoch, metrics=row)
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+            if progress:
+                progress(ProgressEvent("epoch_end", epoch, p.epochs, len(batches), len(batches), train_loss, row))
+            live.next_step()
+            if bad_epochs >= p.patience:
+                stopped_early = True
+                log.info("early stop: no better validation loss for %d epochs", bad_epochs)
+                break
+        # metrics.json otherwise holds only the last epoch; dvc exp show should also see the kept model's.
+        live.summary["best"] = {"epoch": best_epoch, **best_metrics}
+
+    return TrainResult(
+        out_dir=out, best_path=out / "best.pt", last_path=out / "last.pt", best_epoch=best_epoch,
+        epochs_run=epoch, stopped_early=stopped_early, best_metrics=best_metrics, history=history,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def iter_batches(ds: SplitLike, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """``(indices, batch)`` over a whole split in length-bucketed order (evaluation, prediction)."""
+    idx = np.arange(len(ds), dtype=np.int64)
+    for pos in _bucket_batches(np.asarray(ds.lengths), batch_size, shuffle=False, seed=0):
+        yield idx[pos], make_batch(ds, idx[pos])

@@ -1,0 +1,252 @@
+"""Training loop, checkpoints, evaluation outputs, prediction and the three CLI commands, on tiny data.
+
+The data come from a small in-test stand-in with the ``SequenceDataset`` attributes training uses
+(``lengths``, ``labels``, ``classes``, ``ds[i]``, ``batch(indices)``) and three easily separable classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from quickdraw.cli.app import app
+from quickdraw.models import load_checkpoint
+from quickdraw.pipeline import evaluate as evaluate_mod
+from quickdraw.pipeline import train as train_mod
+from quickdraw.pipeline.evaluate import evaluate_on
+from quickdraw.pipeline.predict import predict_records, read_ndjson
+from quickdraw.pipeline.train import TrainParams, load_params, train_on
+
+torch.set_num_threads(1)
+
+CLASSES = ["circle", "line", "zigzag"]
+
+
+class StandIn:
+    """A split of stroke-3 sequences in CSR form (what ``quickdraw.load`` returns, minus the files)."""
+
+    def __init__(self, n_per_class: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        seqs, labels = [], []
+        for c in range(len(CLASSES)):
+            for _ in range(n_per_class):
+                seqs.append(_shape(c, int(rng.integers(6, 40)), rng))
+                labels.append(c)
+        self.classes = list(CLASSES)
+        self.lengths = np.array([len(s) for s in seqs], np.int32)
+        self.labels = np.array(labels, np.int32)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        self.steps = np.concatenate(seqs)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.steps[self.offsets[i] : self.offsets[i + 1]], int(self.labels[i])
+
+    def batch(self, indices: Any) -> dict[str, np.ndarray]:
+        idx = np.asarray(indices)
+        lengths = self.lengths[idx].astype(np.int64)
+        x = np.zeros((len(idx), int(lengths.max()), 3), np.float32)
+        for r, i in enumerate(idx):
+            x[r, : lengths[r]] = self[i][0]
+        return {"x": x, "lengths": lengths, "labels": self.labels[idx].astype(np.int64)}
+
+
+def _shape(c: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    s = np.zeros((n, 3), np.int16)
+    t = np.linspace(0, 2 * np.pi, n)
+    if c == 0:
+        s[:, 0], s[:, 1] = np.round(10 * np.cos(t)), np.round(10 * np.sin(t))
+    elif c == 1:
+        s[:, 0] = 5
+    else:
+        s[:, 0], s[:, 1] = 4, np.where(np.arange(n) % 2, 8, -8)
+    s[:, :2] += rng.integers(-2, 3, (n, 2)).astype(np.int16)
+    s[-1, 2] = 1
+    return s
+
+
+def _drawing(seq: np.ndarray) -> list[list[list[int]]]:
+    """Absolute-coordinate drawing (the ndjson form) of a stroke-3 sequence, shifted into 0..255."""
+    pts = np.cumsum(seq[:, :2].astype(np.int64), axis=0)
+    pts -= pts.min(axis=0) - 10
+    strokes, cur = [], [[], []]
+    for (x, y), lift in zip(pts, seq[:, 2], strict=True):
+        cur[0].append(int(x))
+        cur[1].append(int(y))
+        if lift:
+            strokes.append(cur)
+            cur = [[], []]
+    return strokes
+
+
+TINY = TrainParams(hidden=24, epochs=8, batch_size=16, warmup_steps=4, lr=1e-2, patience=3, dropout=0.1, seed=7)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    out = tmp_path_factory.mktemp("run")
+    result = train_on(StandIn(30, 0), StandIn(8, 1), out / "models", params=TINY, live_dir=out / "dvclive",
+                      cache_info={"name": "standin", "version": "abc123", "max_len": 250})
+    return out, result
+
+
+def test_train_writes_checkpoints_metrics_and_learns(trained: tuple[Path, Any]) -> None:
+    out, result = trained
+    assert result.best_path.is_file() and result.last_path.is_file()
+    assert 1 <= result.best_epoch <= result.epochs_run <= TINY.epochs
+    assert result.best_metrics["val_top1"] > 0.8  # three trivially separable shapes
+    for row in result.history:
+        assert set(row) >= {"train_loss", "val_loss", "val_top1", "val_top3", "lr", "seconds"}
+    # warm-up: first epoch's lr (after 4 warm-up steps of 6/epoch) has reached the base lr
+    assert result.history[0]["lr"] == pytest.approx(TINY.lr)
+    live = json.loads((out / "dvclive" / "metrics.json").read_text())
+    assert {"train", "val", "lr", "best"} <= set(live)
+    assert live["best"]["epoch"] == result.best_epoch
+    tsv = (out / "dvclive" / "plots" / "metrics" / "val" / "top1.tsv").read_text().splitlines()
+    assert len(tsv) == result.epochs_run + 1  # header + one row per epoch
+    assert yaml.safe_load((out / "dvclive" / "params.yaml").read_text())["hidden"] == 24
+
+
+def test_checkpoint_round_trip(trained: tuple[Path, Any]) -> None:
+    _, result = trained
+    model, info = load_checkpoint(result.best_path)
+    assert info["classes"] == CLASSES
+    assert info["cache"]["version"] == "abc123"
+    assert info["params"]["hidden"] == 24 and info["epoch"] == result.best_epoch
+    assert info["input_scaling"]["xy_scale"] == pytest.approx(model.config.xy_scale) and model.config.xy_scale > 1
+    assert not model.training
+    # the saved weights reproduce the saved validation metric
+    val = StandIn(8, 1)
+    b = val.batch(np.arange(len(val)))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(b["x"]), torch.from_numpy(b["lengths"]))
+    acc = float((logits.argmax(1).numpy() == b["labels"]).mean())
+    assert acc == pytest.approx(info["metrics"]["val_top1"])
+    # and a reloaded model gives identical logits
+    again, _ = load_checkpoint(result.best_path)
+    with torch.no_grad():
+        assert torch.equal(again(torch.from_numpy(b["x"]), torch.from_numpy(b["lengths"])), logits)
+
+
+def test_training_is_seeded(tmp_path: Path) -> None:
+    p = TrainParams(hidden=8, epochs=1, batch_size=16, max_steps_per_epoch=3, max_train_per_class=10, seed=3)
+    runs = [train_on(StandIn(15, 0), StandIn(4, 1), tmp_path / f"r{i}", params=p).history[0] for i in range(2)]
+    assert runs[0]["train_loss"] == runs[1]["train_loss"] and runs[0]["val_loss"] == runs[1]["val_loss"]
+
+
+def test_early_stopping_and_caps(tmp_path: Path) -> None:
+    # lr ~ 0 after warm-up: val loss cannot improve, so training stops after `patience` epochs
+    p = TrainParams(hidden=8, epochs=10, patience=2, lr=1e-9, batch_size=8, warmup_steps=0,
+                    max_train_per_class=4, max_steps_per_epoch=1, seed=1)
+    events: list[Any] = []
+    r = train_on(StandIn(20, 0), StandIn(4, 1), tmp_path, params=p, progress=events.append)
+    assert r.stopped_early and r.epochs_run == 3 and r.best_epoch == 1
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 3 and all(e.steps == 1 for e in steps)
+    assert [e.kind for e in events[:3]] == ["epoch_start", "step", "epoch_end"]
+
+
+def test_load_params_sections_seed_and_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "params.yaml"
+    f.write_text("seed: 11\nprepare: {max_len: 250}\ntrain:\n  hidden: 64\n  epochs: 3\n")
+    p = load_params(f, ["train.hidden=128", "dropout=0.2", "train.max_steps_per_epoch=null"])
+    assert (p.hidden, p.epochs, p.dropout, p.seed, p.max_steps_per_epoch) == (128, 3, 0.2, 11, None)
+    assert load_params(None) == TrainParams()
+    with pytest.raises(ValueError, match="did you mean hidden"):
+        load_params(f, ["train.hiden=3"])
+    with pytest.raises(ValueError, match="dropout"):
+        load_params(f, ["train.dropout=1.5"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_params(f, ["train.hidden"])
+
+
+def test_evaluate_outputs(trained: tuple[Path, Any], tmp_path: Path) -> None:
+    _, result = trained
+    model, info = load_checkpoint(result.best_path)
+    test = StandIn(10, 2)
+    doc = evaluate_on(model, info, test, tmp_path, split="test")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == doc
+    assert doc["n"] == 30 and 0.8 < doc["top1"] <= doc["top3"] == 1.0
+    assert 0 <= doc["ece"] <= 1 and set(doc["per_class"]) == set(CLASSES)
+    plots = tmp_path / "plots"
+    for name in ("confusion.png", "per_class_accuracy.png", "reliability.png", "confidence_hist.png"):
+        assert (plots / name).stat().st_size > 1000
+    rows = list(csv.DictReader(open(plots / "confusion.csv")))
+    assert len(rows) == 30 and {r["actual"] for r in rows} == set(CLASSES)
+    rel = json.loads((plots / "reliability.json").read_text())
+    assert len(rel) == 15 and sum(b["count"] for b in rel) == 30
+    per = json.loads((plots / "per_class.json").read_text())
+    assert [r["accuracy"] for r in per] == sorted(r["accuracy"] for r in per)
+    conf = json.loads((plots / "confidence.json").read_text())
+    assert sum(b["correct"] + b["wrong"] for b in conf) == 30
+
+
+def test_evaluate_rejects_other_classes(trained: tuple[Path, Any], tmp_path: Path) -> None:
+    from quickdraw.errors import QuickDrawError
+
+    model, info = load_checkpoint(trained[1].best_path)
+    other = StandIn(2, 2)
+    other.classes = ["a", "b", "c"]
+    with pytest.raises(QuickDrawError, match="class list"):
+        evaluate_on(model, info, other, tmp_path)
+
+
+def test_predict_records_from_ndjson(trained: tuple[Path, Any]) -> None:
+    import io
+
+    model, info = load_checkpoint(trained[1].best_path)
+    ds = StandIn(3, 5)
+    lines = [json.dumps({"word": CLASSES[lab], "drawing": _drawing(seq)}) for seq, lab in ds] + [""]
+    preds = predict_records(model, info, read_ndjson(io.StringIO("\n".join(lines))), top_k=2)
+    assert len(preds) == 9 and all(len(p.top) == 2 for p in preds)
+    assert all(p.top[0][1] >= p.top[1][1] for p in preds)
+    hits = sum(p.top[0][0] == p.record["word"] for p in preds)
+    assert hits >= 7
+    assert preds[0].to_dict()["top"][0]["class"] in CLASSES
+
+
+def test_cli_train_evaluate_predict(trained: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    splits = {"train": StandIn(10, 0), "val": StandIn(4, 1), "test": StandIn(4, 2)}
+    monkeypatch.setattr(train_mod, "_open_split", lambda cache, split, root: splits[split])
+    monkeypatch.setattr(evaluate_mod, "_open_split", lambda cache, split, root: splits[split])
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 2\ntrain:\n  hidden: 8\n  epochs: 1\n  batch_size: 16\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--cache", "fake", "--out", str(tmp_path / "m"), "--params", str(params),
+                              "--set", "train.warmup_steps=1", "--live-dir", str(tmp_path / "live"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["epochs_run"] == 1 and Path(doc["best_path"]).is_file()
+
+    res = runner.invoke(app, ["evaluate", "--checkpoint", doc["best_path"], "--cache", "fake",
+                              "--out", str(tmp_path / "eval"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n"] == 12
+
+    seq, lab = splits["test"][0]
+    src = tmp_path / "in.ndjson"
+    src.write_text(json.dumps({"key_id": "1", "drawing": _drawing(seq)}) + "\n")
+    res = runner.invoke(app, ["predict", "--checkpoint", str(trained[1].best_path), str(src), "--top-k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out[0]["key_id"] == "1" and len(out[0]["top"]) == 3
+    assert sum(t["prob"] for t in out[0]["top"]) == pytest.approx(1.0, abs=1e-5)
+
+    res = runner.invoke(app, ["predict", "--checkpoint", str(trained[1].best_path), "-"], input="{not json\n")
+    assert res.exit_code == 2 and "malformed JSON" in res.output
+    res = runner.invoke(app, ["train", "--cache", "fake", "--set", "train.bogus=1"])
+    assert res.exit_code == 2 and "bogus" in res.output
+    for cmd in ("train", "evaluate", "predict"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "Example: quickdraw" in res.output
