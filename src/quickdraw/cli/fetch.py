@@ -1,8 +1,90 @@
-"""`quickdraw fetch` (being built)."""
+"""`quickdraw fetch`: stream classes from the bucket (or any fsspec URL) into Parquet."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
 
-def fetch() -> None:
-    """Not built yet."""
-    raise NotImplementedError("fetch is being built")
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from quickdraw.cli._common import console, friendly_errors, print_json
+from quickdraw.pipeline.fetch import FetchOptions, fetch as fetch_lib
+from quickdraw.sources.fs import DEFAULT_SOURCE
+
+
+def fetch(
+    classes: str = typer.Option("animals10", "--classes", "-c", help="Preset (animals10, all, ...), comma list, or @file."),
+    out: Path = typer.Option(Path("data/raw"), "--out", "-o", help="Output folder: one sub-folder of Parquet parts per class."),
+    source: str = typer.Option(DEFAULT_SOURCE, "--source", help="Any fsspec URL holding <word>.ndjson files (gs://, https://, a local folder)."),
+    max_per_class: int = typer.Option(None, "--max-per-class", "-n", min=1, help="Stop reading a class once N drawings are accepted."),
+    recognized_only: bool = typer.Option(False, "--recognized-only/--all", help="Keep only drawings the game recognized."),
+    countries: str = typer.Option(None, "--countries", help="Keep only these country codes, e.g. US,GB,DE."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed record (names file, line, reason)."),
+    concurrency: int = typer.Option(4, "--concurrency", "-j", min=1, help="Classes fetched at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON document on stdout."),
+) -> None:
+    """Stream Quick, Draw! classes from the public bucket into Parquet (resumable, re-runs are no-ops).
+
+    Example: quickdraw fetch --classes animals10 --max-per-class 5000 --out data/raw
+
+    GCS endpoint override (a mirror or an emulator): QUICKDRAW_GCS_ENDPOINT=http://127.0.0.1:4443
+    """
+    opts = FetchOptions(
+        source=source,
+        max_per_class=max_per_class,
+        recognized_only=recognized_only,
+        countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
+        strict=strict,
+    )
+    show = sys.stderr.isatty() and not as_json
+    bars = Progress(
+        TextColumn("[bold]{task.fields[word]:<18}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[accepted]:>9,} drawings"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(word: str, event: str, info: dict[str, Any]) -> None:
+        if word not in tasks:
+            tasks[word] = bars.add_task("", word=word, accepted=0, total=info.get("size") or None)
+        fields: dict[str, Any] = {}
+        if "accepted" in info:
+            fields["accepted"] = info["accepted"]
+        if event == "done" and info.get("size"):
+            # Stopping early (max-per-class) is complete, not partial.
+            bars.update(tasks[word], completed=info["size"], **fields)
+        else:
+            bars.update(tasks[word], completed=info.get("bytes", 0), **fields)
+
+    with friendly_errors(), bars:
+        result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        table = Table(title=f"fetched into {out}")
+        for col in ("class", "status", "accepted", "read", "filtered", "rejected", "MB read", "s"):
+            table.add_column(col, justify="left" if col in ("class", "status") else "right")
+        for c in result.classes:
+            table.add_row(
+                c.word,
+                c.status if c.status != "failed" else "[red]failed[/]",
+                f"{c.accepted:,}",
+                f"{c.read:,}",
+                f"{sum(c.filtered.values()):,}",
+                f"{sum(c.rejected.values()):,}" + (f" ({', '.join(f'{k}={v}' for k, v in c.rejected.items())})" if c.rejected else ""),
+                f"{c.bytes_read / 1e6:.2f}",
+                f"{c.seconds:.1f}",
+            )
+        console.print(table)
+        for c in result.failed:
+            console.print(f"[bold red]failed:[/] {c.word}: {c.error}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,360 @@
+"""The fetch stage: stream class files from a bucket (or any fsspec URL) into Parquet, resumably.
+
+One class at a time per worker, one chunk at a time per class: a class file is never held in memory, and
+with ``max_per_class`` reading stops as soon as enough drawings are accepted (chunks shrink to fit, so the
+bytes read grow with N, not with the file).
+
+Resumability: output is written in parts, each an atomic rename, and after each part a small state file
+records the byte offset, line number, counts and quarantine size reached. Chunk and part boundaries depend
+only on the data and the options, so a run that is killed and restarted ends with byte-identical files.
+The class manifest is written last; a class directory without one is incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from quickdraw.classes import resolve_classes
+from quickdraw.errors import BadRecordError, QuickDrawError
+from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
+from quickdraw.sources.ndjson import parse_chunk
+from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
+
+__all__ = ["ClassResult", "FetchOptions", "FetchResult", "Progress", "fetch", "fetch_class"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+STATE = ".fetch-state.json"
+QUARANTINE = "_quarantine.ndjson"
+MIN_CHUNK = 64 << 10
+BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usually covers what is still needed
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """What to fetch and how. Everything except ``strict`` shapes the output and is part of its identity."""
+
+    source: str = DEFAULT_SOURCE
+    max_per_class: int | None = None
+    recognized_only: bool = False
+    countries: tuple[str, ...] | None = None
+    strict: bool = False
+    part_rows: int = 100_000
+    chunk_bytes: int = 4 << 20
+
+    def identity(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("strict")
+        d["countries"] = sorted(self.countries) if self.countries else None
+        return d
+
+
+@dataclass
+class ClassResult:
+    """The outcome for one class."""
+
+    word: str
+    url: str
+    status: str  # fetched | resumed | unchanged | failed
+    accepted: int = 0
+    read: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    size: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FetchResult:
+    """The outcome of a fetch: one :class:`ClassResult` per class, in the order asked."""
+
+    out: Path
+    classes: list[ClassResult]
+
+    @property
+    def failed(self) -> list[ClassResult]:
+        return [c for c in self.classes if c.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "classes": [c.to_dict() for c in self.classes],
+            "totals": {
+                "accepted": sum(c.accepted for c in self.classes),
+                "rejected": sum(sum(c.rejected.values()) for c in self.classes),
+                "bytes_read": sum(c.bytes_read for c in self.classes),
+                "failed": len(self.failed),
+            },
+        }
+
+
+# progress(word, event) where event is "start" | "advance" | "done" and info holds bytes/size/accepted.
+Progress = Callable[[str, str, dict[str, Any]], None]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".incomplete")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    _write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_part(path: Path, table: pa.Table, word: str, url: str) -> None:
+    meta = {b"quickdraw": json.dumps({"schema_version": SCHEMA_VERSION, "word": word, "source_url": url}).encode()}
+    table = table.replace_schema_metadata(meta)
+    tmp = path.with_name(path.name + ".incomplete")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=50_000)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _apply_filters(table: pa.Table, opts: FetchOptions, filtered: dict[str, int]) -> pa.Table:
+    if opts.recognized_only and table.num_rows:
+        keep = table.column("recognized")
+        filtered["recognized"] = filtered.get("recognized", 0) + table.num_rows - int(pc.sum(keep).as_py() or 0)
+        table = table.filter(keep)
+    if opts.countries and table.num_rows:
+        keep = pc.is_in(table.column("countrycode"), value_set=pa.array(sorted(opts.countries)))
+        keep = pc.fill_null(keep, False)
+        filtered["country"] = filtered.get("country", 0) + table.num_rows - int(pc.sum(keep).as_py() or 0)
+        table = table.filter(keep)
+    return table
+
+
+def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | None = None) -> ClassResult:
+    """Fetch one class into ``out/<word>/``; skips the work if a complete, identical fetch is already there.
+
+    Raises :class:`SourceError` if the object is missing or unreachable, and :class:`BadRecordError` on the
+    first bad record when ``opts.strict`` is set.
+    """
+    t0 = time.monotonic()
+    url = class_url(opts.source, word)
+    info = stat_object(url)
+    identity = {
+        "schema_version": SCHEMA_VERSION,
+        "source": {"size": info.size, "etag": info.etag, "generation": info.generation},
+        "options": opts.identity(),
+    }
+    cdir = out / word
+    cdir.mkdir(parents=True, exist_ok=True)
+    notify = progress or (lambda *_: None)
+
+    manifest_path = cdir / MANIFEST
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("identity") == identity:
+            c = old["counts"]
+            notify(word, "done", {"bytes": info.size, "size": info.size, "accepted": c["accepted"], "status": "unchanged"})
+            return ClassResult(word, url, "unchanged", c["accepted"], c["read"], c["filtered"], c["rejected"],
+                               0, info.size, time.monotonic() - t0, c["stopped_early"])
+
+    state: dict[str, Any] | None = None
+    state_path = cdir / STATE
+    if state_path.exists():
+        try:
+            state = json.loads(state_path.read_text())
+        except ValueError:
+            state = None
+        if state is not None and state.get("identity") != identity:
+            state = None
+    if state is None:
+        # A different source version or options: nothing already written can be reused.
+        for p in cdir.iterdir():
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        state = {"identity": identity, "offset": 0, "line": 1, "accepted": 0, "read": 0, "filtered": {},
+                 "rejected": {}, "parts": [], "quarantine_bytes": 0}
+        status = "fetched"
+    else:
+        status = "resumed"
+        log.info("resuming %s at byte %d (line %d)", word, state["offset"], state["line"])
+    # Whatever a killed run wrote after its last checkpoint is dropped and redone.
+    keep = {p["file"] for p in state["parts"]}
+    for p in cdir.glob("part-*"):
+        if p.name not in keep:
+            p.unlink()
+    qpath = cdir / QUARANTINE
+    if qpath.exists():
+        with open(qpath, "rb+") as f:
+            f.truncate(state["quarantine_bytes"])
+
+    fs, path = open_source(url)
+    offset: int = state["offset"]
+    line: int = state["line"]
+    accepted: int = state["accepted"]
+    read: int = state["read"]
+    filtered: dict[str, int] = dict(state["filtered"])
+    rejected: dict[str, int] = dict(state["rejected"])
+    parts: list[dict[str, Any]] = list(state["parts"])
+    q_bytes: int = state["quarantine_bytes"]
+    bytes_read = 0
+    buffered: list[pa.Table] = []
+    buffered_rows = 0
+    pending_q: list[bytes] = []
+    stopped = False
+    cap = opts.max_per_class
+
+    def strict_error(ln: int, reason: str, detail: str) -> None:
+        raise BadRecordError(url, ln, reason, detail)
+
+    def checkpoint() -> None:
+        nonlocal buffered, buffered_rows, pending_q, q_bytes
+        if buffered_rows:
+            name = f"part-{len(parts):05d}.parquet"
+            table = pa.concat_tables(buffered).combine_chunks()
+            _write_part(cdir / name, table, word, url)
+            parts.append({"file": name, "rows": table.num_rows})
+        if pending_q:
+            blob = b"".join(pending_q)
+            with open(qpath, "ab") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            q_bytes += len(blob)
+        buffered, buffered_rows, pending_q = [], 0, []
+        _write_json(state_path, {"identity": identity, "offset": offset, "line": line, "accepted": accepted,
+                                 "read": read, "filtered": filtered, "rejected": rejected, "parts": parts,
+                                 "quarantine_bytes": q_bytes})
+
+    notify(word, "start", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
+    while offset < info.size and not stopped:
+        want = opts.chunk_bytes
+        if cap is not None:
+            want = min(want, max(MIN_CHUNK, (cap - accepted) * BYTES_PER_DRAWING))
+        # Grow the read until it holds at least one whole line (a huge record may exceed a chunk).
+        while True:
+            end = min(info.size, offset + want)
+            data = read_range(fs, path, offset, end, url)
+            bytes_read += len(data)
+            at_eof = end == info.size
+            cut = len(data) if at_eof else data.rfind(b"\n") + 1
+            if cut > 0:
+                break
+            want *= 2
+        chunk = data[:cut]
+        res = parse_chunk(chunk, line, word=word, at_eof=at_eof, strict_error=strict_error if opts.strict else None)
+        read += res.n_lines
+        for r in res.rejects:
+            rejected[r.reason] = rejected.get(r.reason, 0) + 1
+            pending_q.append(json.dumps(r.to_json(url), ensure_ascii=False).encode() + b"\n")
+        table = _apply_filters(res.table, opts, filtered)
+        if cap is not None and accepted + table.num_rows >= cap:
+            table = table.slice(0, cap - accepted)
+            stopped = True
+        if table.num_rows:
+            buffered.append(table)
+            buffered_rows += table.num_rows
+            accepted += table.num_rows
+        offset += cut
+        line += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        if buffered_rows >= opts.part_rows or stopped or offset >= info.size:
+            checkpoint()
+        notify(word, "advance", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
+    if buffered_rows or pending_q:
+        checkpoint()
+    if not parts:
+        # Zero accepted drawings is a valid outcome (e.g. a country filter); keep the schema readable.
+        _write_part(cdir / "part-00000.parquet", DRAWING_SCHEMA.empty_table(), word, url)
+        parts.append({"file": "part-00000.parquet", "rows": 0})
+
+    counts = {"read": read, "accepted": accepted, "filtered": filtered, "rejected": rejected, "stopped_early": stopped}
+    manifest = {
+        "word": word,
+        "source_url": url,
+        "identity": identity,
+        "options": opts.identity(),
+        "counts": counts,
+        "parts": [{**p, "sha256": _sha256(cdir / p["file"])} for p in parts],
+        "quarantine": {"file": QUARANTINE, "records": sum(rejected.values())} if rejected else None,
+        "schema_version": SCHEMA_VERSION,
+    }
+    _write_json(manifest_path, manifest)
+    state_path.unlink(missing_ok=True)
+    notify(word, "done", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
+    return ClassResult(word, url, status, accepted, read, filtered, rejected, bytes_read, info.size,
+                       time.monotonic() - t0, stopped)
+
+
+def fetch(
+    classes: str | Sequence[str],
+    out: str | os.PathLike[str],
+    options: FetchOptions | None = None,
+    *,
+    concurrency: int = 4,
+    progress: Progress | None = None,
+) -> FetchResult:
+    """Fetch classes (a spec such as ``"animals10"``, a comma list, ``@file``, or a list) into ``out``.
+
+    Class names are resolved before any download, so a typo fails at once with the closest valid names.
+    Classes are fetched ``concurrency`` at a time. A class that fails (missing object, network that stays
+    down) is reported as ``failed`` with its error while the others complete and are kept; under
+    ``strict`` the first bad record raises :class:`BadRecordError`.
+
+    >>> fetch("animals10", "data/raw", FetchOptions(max_per_class=1000))  # doctest: +SKIP
+    """
+    opts = options or FetchOptions()
+    words = resolve_classes(classes)
+    out_path = Path(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+
+    def one(word: str) -> ClassResult:
+        try:
+            return fetch_class(word, out_path, opts, progress)
+        except BadRecordError:
+            raise
+        except QuickDrawError as exc:
+            if progress:
+                progress(word, "done", {"status": "failed", "error": str(exc)})
+            return ClassResult(word, class_url(opts.source, word), "failed", error=str(exc))
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        results = list(pool.map(one, words))
+    return FetchResult(out_path, results)
+
+
+def class_manifest(class_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest of a fetched class directory, or None if the class is incomplete."""
+    p = Path(class_dir) / MANIFEST
+    return json.loads(p.read_text()) if p.exists() else None
+
