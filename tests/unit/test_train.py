@@ -250,3 +250,38 @@ def test_cli_train_evaluate_predict(trained: tuple[Path, Any], tmp_path: Path, m
     for cmd in ("train", "evaluate", "predict"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "Example: quickdraw" in res.output
+
+
+def test_train_evaluate_on_real_cache(tmp_path: Path) -> None:
+    """End to end on a cache built by quickdraw.cache from synthetic prepare shards (random strokes)."""
+    from quickdraw.cache.build import build_cache
+    from quickdraw.cache.synthetic import write_synthetic_strokes
+    from quickdraw.datasets import load
+    from quickdraw.pipeline.evaluate import evaluate
+    from quickdraw.pipeline.train import make_batch, train
+
+    strokes = write_synthetic_strokes(tmp_path / "strokes", ["cat", "dog", "apple", "bee"], 25, seed=4,
+                                      formats=("stroke3",), max_len=120)
+    root = tmp_path / "cache"
+    cv = build_cache(strokes, root, "mini", formats=("stroke3",))
+
+    # the fast batch path yields exactly the raw int16 rows, padded with zeros
+    ds = load("mini", split="train", root=root)
+    b = make_batch(ds, [0, 5, 3])
+    for r, i in enumerate([0, 5, 3]):
+        seq, lab = ds[i]
+        assert torch.equal(b["x"][r, : len(seq)], torch.from_numpy(seq.astype(np.float32)))
+        assert b["lengths"][r] == len(seq) and b["labels"][r] == lab
+
+    p = TrainParams(hidden=8, epochs=2, batch_size=16, warmup_steps=2, max_steps_per_epoch=3, seed=0)
+    r = train("mini", tmp_path / "m", params=p, root=root, live_dir=tmp_path / "live")
+    _, info = load_checkpoint(r.best_path)
+    assert info["cache"]["version"] == cv.version and info["cache"]["name"] == "mini"
+    assert info["cache"]["max_len"] == 120
+    assert info["classes"] == ["cat", "dog", "apple", "bee"]
+    norm = cv.manifest["formats"]["stroke3"].get("norm_scale")
+    if norm:
+        assert info["input_scaling"]["xy_scale"] == pytest.approx(norm)
+    # cache=None: evaluate the cache version recorded in the checkpoint
+    doc = evaluate(r.best_path, None, tmp_path / "eval", split="test")
+    assert doc["n"] == len(load("mini", split="test", root=root)) and doc["cache_version"] == cv.version

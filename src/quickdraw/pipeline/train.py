@@ -207,7 +207,7 @@ def make_batch(ds: Any, indices: Sequence[int] | np.ndarray) -> dict[str, torch.
     if hasattr(ds, "batch"):
         b = ds.batch(idx)
     else:
-        from quickdraw.datasets import collate_padded  # type: ignore[attr-defined]
+        from quickdraw.datasets import collate_padded
 
         b = collate_padded([ds[int(i)] for i in idx])
     return {
@@ -217,23 +217,14 @@ def make_batch(ds: Any, indices: Sequence[int] | np.ndarray) -> dict[str, torch.
     }
 
 
-def _bucket_batches(lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int) -> list[np.ndarray]:
-    """Batches of positions into ``lengths``, grouped by length.
+def _bucket_batches(
+    lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int, epoch: int = 0
+) -> list[np.ndarray]:
+    """Batches of positions into ``lengths``, grouped by length (``BucketBatchSampler``)."""
+    from quickdraw.datasets import BucketBatchSampler
 
-    Prefers the project's ``BucketBatchSampler``; the local fallback (sort by length with random
-    tie-breaking, chunk, shuffle the chunks) only exists so this module works before that sampler lands.
-    """
-    try:
-        from quickdraw.datasets import BucketBatchSampler  # type: ignore[attr-defined]
-    except ImportError:
-        rng = np.random.default_rng(seed)
-        jitter = rng.random(len(lengths)) if shuffle else np.zeros(len(lengths))
-        order = np.lexsort((jitter, lengths))
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if shuffle:
-            rng.shuffle(chunks)  # type: ignore[arg-type]
-        return chunks
     sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed, drop_last=False)
+    sampler.set_epoch(epoch)
     return [np.asarray(b, dtype=np.int64) for b in sampler]
 
 
@@ -288,9 +279,10 @@ def _validate(
 
 
 def _open_split(cache: str | os.PathLike[str], split: str, root: str | os.PathLike[str] | None) -> Any:
-    import quickdraw
+    from quickdraw.datasets import load
 
-    return quickdraw.load(cache, split=split, format="stroke3", root=root)  # type: ignore[attr-defined]
+    # normalize=False: the model scales dx, dy itself (ModelConfig.xy_scale), so batches stay raw stroke-3.
+    return load(cache, split=split, format="stroke3", root=root, normalize=False)
 
 
 def _cache_info(ds: Any, cache: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -412,7 +404,7 @@ def train_on(
         for epoch in range(1, p.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            batches = _bucket_batches(train_lengths, p.batch_size, shuffle=True, seed=p.seed * 100_003 + epoch)
+            batches = _bucket_batches(train_lengths, p.batch_size, shuffle=True, seed=p.seed, epoch=epoch)
             if p.max_steps_per_epoch is not None:
                 batches = batches[: p.max_steps_per_epoch]
             if progress:
