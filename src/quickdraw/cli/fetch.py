@@ -19,7 +19,7 @@ def fetch(
     classes: str = typer.Option("animals10", "--classes", "-c", help="Preset (animals10, all, ...), comma list, or @file."),
     out: Path = typer.Option(Path("data/raw"), "--out", "-o", help="Output folder: one sub-folder of Parquet parts per class."),
     source: str = typer.Option(DEFAULT_SOURCE, "--source", help="Any fsspec URL holding <word>.ndjson files (gs://, https://, a local folder)."),
-    max_per_class: int = typer.Option(None, "--max-per-class", "-n", min=1, help="Stop reading a class once N drawings are accepted."),
+    max_per_class: int = typer.Option(None, "--max-per-class", "-n", min=0, help="Stop reading a class once N drawings are accepted (0: no cap)."),
     recognized_only: bool = typer.Option(False, "--recognized-only/--all", help="Keep only drawings the game recognized."),
     countries: str = typer.Option(None, "--countries", help="Keep only these country codes, e.g. US,GB,DE."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed record (names file, line, reason)."),
@@ -34,7 +34,7 @@ def fetch(
     """
     opts = FetchOptions(
         source=source,
-        max_per_class=max_per_class,
+        max_per_class=max_per_class or None,
         recognized_only=recognized_only,
         countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
         strict=strict,
