@@ -24,6 +24,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,15 @@ MANIFEST = "_manifest.json"
 PREPARE_SCHEMA_VERSION = 1
 #: A new part file starts at the next class boundary once a part holds this many rows.
 PART_ROWS = 2_000_000
+#: Rows per Parquet row group: the writer holds a whole row group's nested levels in memory, so this bounds
+#: its memory (about 200 MB peak instead of 400+ MB for a 100k-drawing class) at no measurable speed cost.
+ROW_GROUP_ROWS = 16_384
 
 #: ``progress(done_classes, total_classes, word)``, called after each class is written.
 ProgressCallback = Callable[[int, int, str], None]
 
 # Fixed writer options: part of the byte-identical contract, so never left to library defaults.
-_WRITE_OPTS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "use_dictionary": ["word", "countrycode"], "write_statistics": True}
+_WRITE_OPTS: dict[str, Any] = {"compression": "zstd", "compression_level": 1, "use_dictionary": ["word", "countrycode"], "write_statistics": True}
 
 
 class PrepareError(QuickDrawError):
@@ -311,12 +315,22 @@ class _ShardWriter:
             self._open()
         if table.num_rows:
             assert self._writer is not None
-            self._writer.write_table(table)
+            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             self._rows += table.num_rows
 
     def close(self) -> None:
+        """Finish the current part and move it into place."""
         if self._writer is not None:
             self._close()
+
+    def abort(self) -> None:
+        """Drop the part being written (after an error): no half-written file gets a final name."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
+                self._tmp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -430,20 +444,43 @@ def prepare(
             writers[(fmt, split)] = _ShardWriter(out_path, fmt, split, meta)
 
     result = PrepareResult(out_dir=out_path, classes=words, split_counts=dict.fromkeys(SPLITS, 0), per_class={}, scale=scale, input_fingerprint=fingerprint)
+
+    def finish(done: int, cd: _ClassData) -> None:
+        result.per_class[cd.word] = cd.counts
+        for s in SPLITS:
+            result.split_counts[s] += cd.counts[s]
+        for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "kept"):
+            setattr(result, k, getattr(result, k) + cd.counts[k])
+        log.info("prepared %s: %s", cd.word, cd.counts)
+        if progress is not None:
+            progress(done, len(words), cd.word)
+
+    # Parquet encoding of the nested sequences is the slowest step and releases the GIL: each format is
+    # written on its own thread while the main thread converts the next class. Every file still gets its
+    # row groups in class order (class k+1 is submitted only after class k is written), so the output is
+    # byte-identical to a serial run; at most two classes are in memory.
+    pool = ThreadPoolExecutor(max_workers=len(fmts), thread_name_prefix="prepare-write")
+    pending: list[Future[None]] = []
+    previous: tuple[int, _ClassData] | None = None
+    ok = False
     try:
         for done, cd in enumerate(_iter_classes(in_path, words, columns=None, **rules), start=1):
-            _write_class(cd, fmts, writers)
-            result.per_class[cd.word] = cd.counts
-            for s in SPLITS:
-                result.split_counts[s] += cd.counts[s]
-            for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "kept"):
-                setattr(result, k, getattr(result, k) + cd.counts[k])
-            log.info("prepared %s: %s", cd.word, cd.counts)
-            if progress is not None:
-                progress(done, len(words), cd.word)
+            jobs = _class_tables(cd, fmts, writers)
+            for fut in pending:
+                fut.result()
+            if previous is not None:
+                finish(*previous)
+            pending = [pool.submit(_write_all, writers, tables) for tables in jobs]
+            previous = (done, cd)
+        for fut in pending:
+            fut.result()
+        if previous is not None:
+            finish(*previous)
+        ok = True
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         for w in writers.values():
-            w.close()
+            w.close() if ok else w.abort()
     result.files = [f for w in writers.values() for f in w.files]
     manifest = {
         "schema_version": PREPARE_SCHEMA_VERSION,
@@ -469,18 +506,24 @@ def prepare(
     return result
 
 
-def _write_class(cd: _ClassData, fmts: list[str], writers: dict[tuple[str, str], _ShardWriter]) -> None:
+def _write_all(writers: dict[tuple[str, str], _ShardWriter], tables: list[tuple[tuple[str, str], pa.Table]]) -> None:
+    for key, table in tables:
+        writers[key].write(table)
+
+
+def _class_tables(cd: _ClassData, fmts: list[str], writers: dict[tuple[str, str], _ShardWriter]) -> list[list[tuple[tuple[str, str], pa.Table]]]:
+    """The shard tables of one class, grouped by format: ``[[((fmt, split), table), ...], ...]``."""
     n = cd.table.num_rows
     base = cd.table.append_column(pa.field("label", pa.int32(), nullable=False), pa.array(np.full(n, cd.label, dtype=np.int32)))
     bounds = np.searchsorted(cd.split, np.arange(len(SPLITS) + 1), side="left")  # rows are sorted by split
     lengths3 = np.diff(cd.batch.offsets).astype(np.int32)
-    seq5: tuple[npt.NDArray[np.int16], npt.NDArray[np.int64]] | None = None
+    jobs: list[list[tuple[tuple[str, str], pa.Table]]] = []
     for fmt in fmts:
         if fmt == "stroke3":
             steps, offsets, extra = cd.batch.steps, cd.batch.offsets, 0
         else:
-            seq5 = seq5 or stroke3_batch_to_stroke5(cd.batch)
-            (steps, offsets), extra = seq5, 1
+            (steps, offsets), extra = stroke3_batch_to_stroke5(cd.batch), 1
+        group: list[tuple[tuple[str, str], pa.Table]] = []
         for i, split in enumerate(SPLITS):
             lo, hi = int(bounds[i]), int(bounds[i + 1])
             if hi == lo:
@@ -491,7 +534,9 @@ def _write_class(cd: _ClassData, fmts: list[str], writers: dict[tuple[str, str],
             cols["length"] = pa.array(lengths3[lo:hi] + extra, type=pa.int32())
             cols["sequence"] = _sequence_array(s, o)
             schema = writers[(fmt, split)].schema
-            writers[(fmt, split)].write(pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema))
+            group.append(((fmt, split), pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)))
+        jobs.append(group)
+    return jobs
 
 
 def _train_scale(in_dir: Path, words: list[str], rules: dict[str, Any]) -> float | None:
