@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +100,7 @@ class SequenceDataset:
             seq = self._normalized(seq)
         return seq, int(self._labels[i])
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         for i in range(self._n):
             yield self[i]
 
