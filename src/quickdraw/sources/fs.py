@@ -64,6 +64,8 @@ def open_source(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     kwargs: dict[str, Any] = {}
     if proto in ("gs", "gcs"):
         kwargs["token"] = os.environ.get("QUICKDRAW_GCS_TOKEN", "anon")
+        # Without a per-request timeout a stalled connection hangs forever: gcsfs retries errors, not silence.
+        kwargs["requests_timeout"] = float(os.environ.get("QUICKDRAW_REQUEST_TIMEOUT", "60"))
         endpoint = os.environ.get(ENDPOINT_ENV) or os.environ.get("STORAGE_EMULATOR_HOST")
         if endpoint:
             kwargs["endpoint_url"] = endpoint
