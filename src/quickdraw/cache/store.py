@@ -41,6 +41,7 @@ MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
 TMP_PREFIX = ".tmp-"
 LOCK_DIR = ".locks"
+PROJECT_CACHE = Path("data") / "cache"  # where dvc.yaml's cache stage writes
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _VERSION_RE = re.compile(r"^[0-9a-f]{4,64}$")
 
@@ -255,6 +256,9 @@ def resolve(
 ) -> CacheVersion:
     """Find a cache version by name (under the root), by a name directory or by a version directory.
 
+    A name is looked up under :func:`cache_root`; when no root is given and the name is not there, under
+    ``./data/cache`` (the DVC project's cache stage output) too.
+
     Raises :class:`CacheError` naming what was looked for and what exists.
     """
     text = os.fspath(name_or_path)
@@ -272,6 +276,10 @@ def resolve(
         raise CacheError(f"{p}: not a cache version or cache name directory")
     r = cache_root(root)
     name_dir = r / text
+    if not name_dir.is_dir() and root is None and (Path.cwd() / PROJECT_CACHE / text).is_dir():
+        # Inside a `dvc repro` project the cache stage writes to ./data/cache: a notebook opened there finds it
+        # by name without being told the root.
+        name_dir = Path.cwd() / PROJECT_CACHE / text
     if not name_dir.is_dir():
         have = list_datasets(r)
         hint = f" (have: {', '.join(have)})" if have else " (the cache is empty: run `quickdraw cache build`)"
