@@ -279,13 +279,17 @@ def apply_length_rules(batch: Stroke3Batch, min_len: int = 6, max_len: int = 250
     if kept.all() and not truncated.any():
         out = batch  # the common case costs nothing
     else:
-        # A boolean row mask is several times faster than gathering int64 row indexes.
-        rows = np.repeat(kept, lengths)
-        if truncated.any():
-            pos = np.arange(len(batch.steps), dtype=np.int64) - np.repeat(batch.offsets[:-1], lengths)
-            rows &= pos < max_len
-        steps = batch.steps[rows]
+        # Row mask of the kept prefixes: +1 where a kept prefix starts, -1 where it ends, then a running
+        # sum. Byte-wide arrays keep this several times faster than int64 row indexes or np.repeat.
         new_len = np.minimum(lengths[kept], max_len)
+        # Empty sequences add no rows and would share a start with their successor, so skip them.
+        nonempty = new_len > 0
+        starts = batch.offsets[:-1][kept][nonempty]
+        delta = np.zeros(len(batch.steps) + 1, dtype=np.int8)
+        delta[starts] += 1
+        delta[starts + new_len[nonempty]] -= 1
+        rows = np.cumsum(delta[:-1], dtype=np.int8).view(np.bool_)
+        steps = batch.steps[rows]
         offs = np.zeros(len(new_len) + 1, dtype=np.int64)
         np.cumsum(new_len, out=offs[1:])
         if truncated.any():
@@ -297,18 +301,17 @@ def apply_length_rules(batch: Stroke3Batch, min_len: int = 6, max_len: int = 250
 def stroke3_batch_to_stroke5(batch: Stroke3Batch) -> tuple[Int16Array, Int64Array]:
     """Stroke-3 CSR -> stroke-5 CSR ``(steps [total + n, 5], offsets [n + 1])``, one end row per sequence."""
     n = len(batch)
-    total = len(batch.steps)
     offsets5 = batch.offsets + np.arange(n + 1, dtype=np.int64)
-    out = np.zeros((total + n, 5), dtype=np.int16)
-    is_end = np.zeros(total + n, dtype=np.bool_)
-    is_end[offsets5[1:] - 1] = True
-    body = np.empty((total, 5), dtype=np.int16)
-    body[:, 0:2] = batch.steps[:, 0:2]
-    body[:, 3] = batch.steps[:, 2]
-    np.subtract(1, batch.steps[:, 2], out=body[:, 2])
-    body[:, 4] = 0
-    out[~is_end] = body
-    out[is_end, 4] = 1
+    out = np.empty((len(batch.steps) + n, 5), dtype=np.int16)
+    # np.insert places one end row after each sequence in a single vectorised pass per column; it measured
+    # about 2x faster than scattering rows through a boolean or integer index.
+    at = batch.offsets[1:]
+    out[:, 0] = np.insert(batch.steps[:, 0], at, 0)
+    out[:, 1] = np.insert(batch.steps[:, 1], at, 0)
+    pen = np.insert(batch.steps[:, 2], at, -1)  # -1 marks the end rows (pen_lift itself is 0 or 1)
+    np.equal(pen, 0, out=out[:, 2], casting="unsafe")
+    np.equal(pen, 1, out=out[:, 3], casting="unsafe")
+    np.equal(pen, -1, out=out[:, 4], casting="unsafe")
     return out, offsets5
 
 

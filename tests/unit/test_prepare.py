@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def make_records(word: str, n: int, seed: int, key_base: int = 0, n_points: tupl
         cuts = np.sort(rng.choice(np.arange(1, total), size=min(total - 1, int(rng.integers(0, 4))), replace=False)) if total > 1 else []
         bounds = [0, *map(int, cuts), total]
         drawing = [
-            [rng.integers(0, 256, b - a).tolist(), rng.integers(0, 256, b - a).tolist()] for a, b in zip(bounds, bounds[1:])
+            [rng.integers(0, 256, b - a).tolist(), rng.integers(0, 256, b - a).tolist()] for a, b in itertools.pairwise(bounds)
         ]
         recs.append(
             {

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -27,6 +28,10 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     out = tmp_path / "strokes"
     prepare(raw, out, max_len=25)
     return raw, out
+
+
+def word_is(word: str) -> pc.Expression:
+    return pc.field("word") == word
 
 
 def check_row(row: dict, n_points: np.ndarray, n_strokes: np.ndarray, recognized: np.ndarray, countries: list) -> None:
@@ -50,11 +55,10 @@ def test_prepare_stats_match_numpy(dirs: tuple[Path, Path]) -> None:
     assert doc["drops"]["cat"]["truncated"] == manifest["counts"]["per_class"]["cat"]["truncated"]
     assert [(r["word"], r["split"]) for r in doc["rows"]] == [(w, s) for w in ("cat", "dog") for s in SPLITS]
     for row in doc["rows"]:
-        t = pq.read_table(out / "stroke3" / row["split"]).to_pydict()
-        mask = np.array(t["word"]) == row["word"]
-        pick = lambda c: np.array(t[c])[mask]  # noqa: E731
-        check_row(row, pick("n_points"), pick("n_strokes"), pick("recognized"), list(np.array(t["countrycode"], dtype=object)[mask]))
-        assert row["steps"]["max"] == pick("length").max() <= 25
+        t = pq.read_table(out / "stroke3" / row["split"]).filter(word_is(row["word"])).to_pydict()
+        col = {k: np.array(t[k]) for k in ("n_points", "n_strokes", "recognized", "length")}
+        check_row(row, col["n_points"], col["n_strokes"], col["recognized"], t["countrycode"])
+        assert row["steps"]["max"] == col["length"].max() <= 25
 
 
 def test_fetch_stats(dirs: tuple[Path, Path]) -> None:

@@ -35,7 +35,7 @@ def strokes_(draw: st.DrawFn, max_strokes: int = 6, max_points: int = 15) -> lis
     return out
 
 
-drawings_ = st.lists(strokes_(), min_size=0, max_size=12)
+drawings_ = st.lists(st.one_of(strokes_(), st.just([])), min_size=0, max_size=12)  # [] : a drawing without points
 
 
 def arrow_column(drawings: list[list[list[list[int]]]]) -> pa.Array:
@@ -157,8 +157,15 @@ def test_length_rules(drawings: list, min_len: int, max_len: int, on_long: str) 
         assert len(got) == min(len(src), max_len) >= min_len
         np.testing.assert_array_equal(got[:, :2], src[: len(got), :2])
         np.testing.assert_array_equal(got[:-1, 2], src[: len(got) - 1, 2])
-        assert got[-1, 2] == 1  # a truncated drawing still ends with a pen lift
+        assert len(got) == 0 or got[-1, 2] == 1  # a truncated drawing still ends with a pen lift
         assert res.truncated[i] == (len(src) > max_len)
+
+
+def test_length_rules_with_empty_drawings() -> None:
+    drawings = [[], [[[1, 2], [3, 4]]], [], [[[5], [6]]]]
+    res = apply_length_rules(arrow_drawings_to_stroke3(arrow_column(drawings)), min_len=0, max_len=1)
+    assert res.kept.all() and res.n_truncated == 1
+    assert [res.batch[i].tolist() for i in range(4)] == [[], [[1, 3, 1]], [], [[5, 6, 1]]]
 
 
 def test_length_rules_reject_bad_params() -> None:

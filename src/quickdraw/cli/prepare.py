@@ -13,12 +13,12 @@ from quickdraw.cli._common import console, friendly_errors, out_console, print_j
 
 def _parse_fractions(text: str) -> tuple[float, float, float]:
     try:
-        parts = tuple(float(p) for p in text.split(","))
+        parts = [float(p) for p in text.split(",")]
     except ValueError:
         raise typer.BadParameter(f"expected three comma-separated numbers like 0.8,0.1,0.1, got {text!r}") from None
     if len(parts) != 3:
         raise typer.BadParameter(f"expected three fractions (train,val,test), got {len(parts)}")
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1], parts[2]
 
 
 def prepare(

@@ -10,6 +10,10 @@ from rich.table import Table
 from quickdraw.cli._common import friendly_errors, out_console, print_json
 
 
+def _counts(m: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (m or {}).items() if v) or "0"
+
+
 def _num(v: Any) -> str:
     if v is None:
         return "-"
@@ -68,6 +72,5 @@ def stats(
         for c in ("class", "read", "filtered", "rejected"):
             dt.add_column(c)
         for word, d in drops.items():
-            fmt = lambda m: ", ".join(f"{k} {v}" for k, v in (m or {}).items()) or "0"  # noqa: E731
-            dt.add_row(word, _num(d.get("read")), fmt(d.get("filtered")), fmt(d.get("rejected")))
+            dt.add_row(word, _num(d.get("read")), _counts(d.get("filtered")), _counts(d.get("rejected")))
         out_console.print(dt)

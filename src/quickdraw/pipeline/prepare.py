@@ -135,10 +135,10 @@ def split_uniform(key_ids: npt.ArrayLike, seed: int = 0) -> npt.NDArray[np.float
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    fr = tuple(float(f) for f in fractions)
+    fr = [float(f) for f in fractions]
     if len(fr) != 3 or any(f < 0 or not math.isfinite(f) for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
         raise PrepareError(f"fractions must be three non-negative numbers (train, val, test) summing to 1, got {fractions!r}")
-    return fr  # type: ignore[return-value]
+    return fr[0], fr[1], fr[2]
 
 
 def assign_splits(key_ids: npt.ArrayLike, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> npt.NDArray[np.int8]:
@@ -195,7 +195,8 @@ class _ClassData:
 
 def _read_class(in_dir: Path, word: str, columns: list[str] | None) -> pa.Table:
     parts = class_parts(in_dir, word)
-    tables = [pq.read_table(p, columns=columns) for p in parts]
+    # Single-threaded decode: the writer threads already keep both cores busy.
+    tables = [pq.read_table(p, columns=columns, use_threads=False) for p in parts]
     if not tables:
         return _fetch_schema(columns).empty_table()
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -262,7 +263,7 @@ def _iter_classes(
             "too_short": rules.too_short,
             "too_long_dropped": rules.too_long_dropped,
             "truncated": rules.n_truncated,
-            "kept": int(len(key_ids)),
+            "kept": len(key_ids),
         }
         for i, s in enumerate(SPLITS):
             counts[s] = int((split == i).sum())
