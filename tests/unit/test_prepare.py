@@ -103,7 +103,7 @@ def test_split_uniform_is_uniform_and_seeded() -> None:
     assert set(np.unique(assign_splits(ids, 0, (1.0, 0.0, 0.0)))) == {0}
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=200, unique=True), st.integers(0, 2**32), st.integers(0, 199))
 def test_split_of_a_key_ignores_everything_else(keys: list[int], seed: int, cut: int) -> None:
     ids = np.array(keys, dtype=np.uint64)
@@ -216,6 +216,9 @@ def test_class_selection_and_errors(fetched: Path, tmp_path: Path) -> None:
     res = prepare(fetched, tmp_path / "o", classes=["dog", "cat"], formats=("stroke3",))
     assert res.classes == ["dog", "cat"]  # labels follow the order given
     assert not (tmp_path / "o" / "stroke5").exists()
+    both = prepare(fetched, tmp_path / "p", formats=("stroke5", "stroke3"))
+    assert json.loads((tmp_path / "p" / "_manifest.json").read_text())["formats"] == ["stroke3", "stroke5"]
+    assert both.split_counts == prepare(fetched, tmp_path / "q").split_counts
     assert read_split(tmp_path / "o", "stroke3", "train")[0]["word"] == "dog"
     with pytest.raises(PrepareError, match="'ant'"):
         prepare(fetched, tmp_path / "o", classes=["cat", "ant"])

@@ -411,10 +411,10 @@ def prepare(
     """
     in_path, out_path = Path(in_dir), Path(out_dir)
     fr = _check_fractions(fractions)
-    fmts = list(dict.fromkeys(formats))
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
         raise PrepareError(f"formats must be among {sorted(FORMATS)}, got {list(formats)!r}")
+    fmts = [f for f in FORMATS if f in formats]  # canonical order: the manifest must not depend on the spelling
     if on_long not in ("truncate", "drop"):
         raise PrepareError(f"on_long must be 'truncate' or 'drop', not {on_long!r}")
     if min_len < 0 or max_len < 1 or min_len > max_len:
