@@ -192,6 +192,7 @@ def test_duplicates_keep_first(tmp_path: Path) -> None:
     write_fetched(root, "dog", [dup_across] + dog)
     res = prepare(root, tmp_path / "out")
     assert res.duplicates == 2 and res.per_class["cat"]["duplicates"] == 1 and res.per_class["dog"]["duplicates"] == 1
+    assert res.read == 62 == res.duplicates + res.too_short + res.too_long_dropped + res.kept
     rows = [r for s in SPLITS for r in read_split(tmp_path / "out", "stroke3", s)]
     assert len(rows) == 60 == len({r["key_id"] for r in rows})
     by_key = {r["key_id"]: r for r in rows}
