@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quickdraw._io import write_atomic
 from quickdraw.cache.fingerprint import CACHE_FORMAT_VERSION
 from quickdraw.errors import CacheError
 
@@ -166,12 +167,7 @@ def check_files(cv: CacheVersion, prefix: str = "") -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file + ``os.replace`` so readers see the old or the new content, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def read_latest(name_dir: Path) -> str | None:

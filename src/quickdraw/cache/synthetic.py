@@ -23,21 +23,9 @@ _CHANNELS = {"stroke3": 3, "stroke5": 5}
 
 def strokes_schema(fmt: str) -> pa.Schema:
     """The Arrow schema of a prepare shard for ``fmt`` (``stroke3`` or ``stroke5``)."""
-    k = _CHANNELS[fmt]
-    return pa.schema(
-        [
-            pa.field("key_id", pa.uint64(), nullable=False),
-            pa.field("word", pa.string(), nullable=False),
-            pa.field("label", pa.int32(), nullable=False),
-            pa.field("countrycode", pa.string()),
-            pa.field("recognized", pa.bool_(), nullable=False),
-            pa.field("timestamp", pa.timestamp("us", tz="UTC")),
-            pa.field("n_strokes", pa.uint16(), nullable=False),
-            pa.field("n_points", pa.uint32(), nullable=False),
-            pa.field("length", pa.int32(), nullable=False),
-            pa.field("sequence", pa.list_(pa.list_(pa.int16(), k)), nullable=False),
-        ]
-    )
+    from quickdraw.pipeline.prepare import output_schema
+
+    return output_schema(fmt)
 
 
 STROKES_SCHEMAS = {fmt: strokes_schema(fmt) for fmt in _CHANNELS}

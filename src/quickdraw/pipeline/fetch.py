@@ -12,7 +12,6 @@ The class manifest is written last; a class directory without one is incomplete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw.classes import resolve_classes
 from quickdraw.errors import BadRecordError, QuickDrawError
 from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
@@ -111,27 +111,6 @@ class FetchResult:
 
 # progress(word, event) where event is "start" | "advance" | "done" and info holds bytes/size/accepted.
 Progress = Callable[[str, str, dict[str, Any]], None]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".incomplete")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    _write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_part(path: Path, table: pa.Table, word: str, url: str) -> None:
@@ -253,7 +232,7 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
                 os.fsync(f.fileno())
             q_bytes += len(blob)
         buffered, buffered_rows, pending_q = [], 0, []
-        _write_json(state_path, {"identity": identity, "offset": offset, "line": line, "accepted": accepted,
+        write_json_atomic(state_path, {"identity": identity, "offset": offset, "line": line, "accepted": accepted,
                                  "read": read, "filtered": filtered, "rejected": rejected, "parts": parts,
                                  "quarantine_bytes": q_bytes})
 
@@ -305,11 +284,11 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
         "identity": identity,
         "options": opts.identity(),
         "counts": counts,
-        "parts": [{**p, "sha256": _sha256(cdir / p["file"])} for p in parts],
+        "parts": [{**p, "sha256": sha256_file(cdir / p["file"])} for p in parts],
         "quarantine": {"file": QUARANTINE, "records": sum(rejected.values())} if rejected else None,
         "schema_version": SCHEMA_VERSION,
     }
-    _write_json(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     state_path.unlink(missing_ok=True)
     notify(word, "done", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
     return ClassResult(word, url, status, accepted, read, filtered, rejected, bytes_read, info.size,

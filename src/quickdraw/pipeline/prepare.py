@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quickdraw import __version__
+from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw.errors import QuickDrawError
 from quickdraw.sources.parquet import class_parts, fetched_classes, read_class_manifest
 from quickdraw.strokes import (
@@ -315,7 +316,7 @@ class _ShardWriter:
         self._writer.close()
         self._writer = None
         os.replace(self._tmp, self._path)
-        self.files.append({"file": f"{self.fmt}/{self.split}/{self._path.name}", "rows": self._rows, "sha256": _sha256(self._path)})
+        self.files.append({"file": f"{self.fmt}/{self.split}/{self._path.name}", "rows": self._rows, "sha256": sha256_file(self._path)})
 
     def write(self, table: pa.Table) -> None:
         if self._rows >= PART_ROWS:
@@ -340,14 +341,6 @@ class _ShardWriter:
             finally:
                 self._writer = None
                 self._tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _resolve_classes(in_dir: Path, classes: str | Sequence[str] | None) -> list[str]:
@@ -377,12 +370,6 @@ def _clean_previous(out_dir: Path) -> None:
             if d.is_dir():
                 for p in list(d.glob("part-*.parquet")) + list(d.glob("part-*.parquet.incomplete")):
                     p.unlink()
-
-
-def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def prepare(
@@ -511,7 +498,7 @@ def prepare(
         },
         "files": result.files,
     }
-    _write_json_atomic(out_path / MANIFEST, manifest)
+    write_json_atomic(out_path / MANIFEST, manifest, sort_keys=False)
     return result
 
 
