@@ -18,7 +18,9 @@ from quickdraw.sources.fs import DEFAULT_SOURCE
 def fetch(
     classes: str = typer.Option("animals10", "--classes", "-c", help="Preset (animals10, all, ...), comma list, or @file."),
     out: Path = typer.Option(Path("data/raw"), "--out", "-o", help="Output folder: one sub-folder of Parquet parts per class."),
-    source: str = typer.Option(DEFAULT_SOURCE, "--source", help="Any fsspec URL holding <word>.ndjson files (gs://, https://, a local folder)."),
+    source: str = typer.Option(None, "--source", help=f"Any fsspec URL holding <word>.ndjson (or .bin) files (gs://, https://, a local folder). Default: {DEFAULT_SOURCE}, or full/binary, full/raw for those formats."),
+    format: str = typer.Option("ndjson", "--format", help="Source format: ndjson (simplified), binary (full/binary/<word>.bin) or raw (full/raw, with timing)."),
+    simplify: bool = typer.Option(False, "--simplify", help="With --format raw: apply the published simplification (0-255, RDP 2.0) and write the standard schema."),
     max_per_class: int = typer.Option(None, "--max-per-class", "-n", min=0, help="Stop reading a class once N drawings are accepted (0: no cap)."),
     recognized_only: bool = typer.Option(False, "--recognized-only/--all", help="Keep only drawings the game recognized."),
     countries: str = typer.Option(None, "--countries", help="Keep only these country codes, e.g. US,GB,DE."),
@@ -30,15 +32,13 @@ def fetch(
 
     Example: quickdraw fetch --classes animals10 --max-per-class 5000 --out data/raw
 
+    Other formats: quickdraw fetch --classes cat --format binary --out data/bin;
+    quickdraw fetch --classes cat --format raw [--simplify] --out data/rawtiming
+
     GCS endpoint override (a mirror or an emulator): QUICKDRAW_GCS_ENDPOINT=http://127.0.0.1:4443
     """
-    opts = FetchOptions(
-        source=source,
-        max_per_class=max_per_class or None,
-        recognized_only=recognized_only,
-        countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
-        strict=strict,
-    )
+    with friendly_errors():
+        opts = _options(source, format, simplify, max_per_class, recognized_only, countries, strict)
     show = sys.stderr.isatty() and not as_json
     bars = Progress(
         TextColumn("[bold]{task.fields[word]:<18}"),
@@ -88,3 +88,16 @@ def fetch(
             console.print(f"[bold red]failed:[/] {c.word}: {c.error}", highlight=False)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _options(source: str | None, format: str, simplify: bool, max_per_class: int | None, recognized_only: bool,
+             countries: str | None, strict: bool) -> FetchOptions:
+    return FetchOptions(
+        source=source,
+        format=format,
+        simplify=simplify,
+        max_per_class=max_per_class or None,
+        recognized_only=recognized_only,
+        countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
+        strict=strict,
+    )

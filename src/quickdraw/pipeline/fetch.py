@@ -31,8 +31,17 @@ from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw.classes import resolve_classes
 from quickdraw.errors import BadRecordError, QuickDrawError
 from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
+from quickdraw.sources.binary import parse_binary_chunk
 from quickdraw.sources.ndjson import parse_chunk
+from quickdraw.sources.raw import RAW_DRAWING_SCHEMA, parse_raw_chunk
 from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
+
+#: Source formats (``FetchOptions.format``): default source URL and file extension of each.
+FORMATS = {
+    "ndjson": (DEFAULT_SOURCE, "ndjson"),
+    "binary": ("gs://quickdraw_dataset/full/binary", "bin"),
+    "raw": ("gs://quickdraw_dataset/full/raw", "ndjson"),
+}
 
 __all__ = ["ClassResult", "FetchOptions", "FetchResult", "Progress", "fetch", "fetch_class"]
 
@@ -47,19 +56,39 @@ BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usual
 
 @dataclass(frozen=True)
 class FetchOptions:
-    """What to fetch and how. Everything except ``strict`` shapes the output and is part of its identity."""
+    """What to fetch and how. Everything except ``strict`` shapes the output and is part of its identity.
 
-    source: str = DEFAULT_SOURCE
+    ``format``: ``ndjson`` (simplified), ``binary`` (``full/binary/<word>.bin``, same drawings, timestamps in
+    whole seconds) or ``raw`` (``full/raw``: float coordinates plus timing, written as the raw schema variant,
+    or simplified as published with ``simplify``). ``source`` defaults to the bucket folder of the format.
+    """
+
+    source: str = None  # type: ignore[assignment]  # None -> the format's default folder (set below)
     max_per_class: int | None = None
     recognized_only: bool = False
     countries: tuple[str, ...] | None = None
     strict: bool = False
     part_rows: int = 100_000
     chunk_bytes: int = 4 << 20
+    format: str = "ndjson"
+    simplify: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown source format {self.format!r} (expected one of: {', '.join(FORMATS)})")
+        if self.simplify and self.format != "raw":
+            raise ValueError("simplify applies to the raw format only (--format raw --simplify)")
+        if self.source is None:
+            object.__setattr__(self, "source", FORMATS[self.format][0])
 
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("strict")
+        # Defaults are left out so that ndjson fetches made before these options keep their identity.
+        if d["format"] == "ndjson":
+            d.pop("format")
+        if not d["simplify"]:
+            d.pop("simplify")
         d["countries"] = sorted(self.countries) if self.countries else None
         return d
 
@@ -143,7 +172,7 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
     first bad record when ``opts.strict`` is set.
     """
     t0 = time.monotonic()
-    url = class_url(opts.source, word)
+    url = class_url(opts.source, word, FORMATS[opts.format][1])
     info = stat_object(url)
     identity = {
         "schema_version": SCHEMA_VERSION,
@@ -247,12 +276,21 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
             data = read_range(fs, path, offset, end, url)
             bytes_read += len(data)
             at_eof = end == info.size
-            cut = len(data) if at_eof else data.rfind(b"\n") + 1
+            if opts.format == "binary":
+                # No separator: a chunk ends after the last whole record; the rest is read again next time.
+                res, cut = parse_binary_chunk(data, line, word=word, at_eof=at_eof,
+                                              strict_error=strict_error if opts.strict else None)
+            else:
+                cut = len(data) if at_eof else data.rfind(b"\n") + 1
             if cut > 0:
                 break
             want *= 2
         chunk = data[:cut]
-        res = parse_chunk(chunk, line, word=word, at_eof=at_eof, strict_error=strict_error if opts.strict else None)
+        if opts.format == "ndjson":
+            res = parse_chunk(chunk, line, word=word, at_eof=at_eof, strict_error=strict_error if opts.strict else None)
+        elif opts.format == "raw":
+            res = parse_raw_chunk(chunk, line, word=word, at_eof=at_eof,
+                                  strict_error=strict_error if opts.strict else None, simplify=opts.simplify)
         read += res.n_lines
         for r in res.rejects:
             rejected[r.reason] = rejected.get(r.reason, 0) + 1
@@ -266,7 +304,8 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
             buffered_rows += table.num_rows
             accepted += table.num_rows
         offset += cut
-        line += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        # `line` counts records in binary files (1-based), lines in ndjson.
+        line += res.n_lines if opts.format == "binary" else chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         if buffered_rows >= opts.part_rows or stopped or offset >= info.size:
             checkpoint()
         notify(word, "advance", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
@@ -274,7 +313,8 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
         checkpoint()
     if not parts:
         # Zero accepted drawings is a valid outcome (e.g. a country filter); keep the schema readable.
-        _write_part(cdir / "part-00000.parquet", DRAWING_SCHEMA.empty_table(), word, url)
+        schema = RAW_DRAWING_SCHEMA if opts.format == "raw" and not opts.simplify else DRAWING_SCHEMA
+        _write_part(cdir / "part-00000.parquet", schema.empty_table(), word, url)
         parts.append({"file": "part-00000.parquet", "rows": 0})
 
     counts = {"read": read, "accepted": accepted, "filtered": filtered, "rejected": rejected, "stopped_early": stopped}
@@ -325,7 +365,7 @@ def fetch(
         except QuickDrawError as exc:
             if progress:
                 progress(word, "done", {"status": "failed", "error": str(exc)})
-            return ClassResult(word, class_url(opts.source, word), "failed", error=str(exc))
+            return ClassResult(word, class_url(opts.source, word, FORMATS[opts.format][1]), "failed", error=str(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         results = list(pool.map(one, words))
