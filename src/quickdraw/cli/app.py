@@ -14,9 +14,11 @@ import typer
 from quickdraw.cli import cache as cache_cmd
 from quickdraw.cli import classes as classes_cmd
 from quickdraw.cli import evaluate as evaluate_cmd
+from quickdraw.cli import export as export_cmd
 from quickdraw.cli import fetch as fetch_cmd
 from quickdraw.cli import predict as predict_cmd
 from quickdraw.cli import prepare as prepare_cmd
+from quickdraw.cli import show as show_cmd
 from quickdraw.cli import stats as stats_cmd
 from quickdraw.cli import train as train_cmd
 
@@ -35,10 +37,12 @@ app.command("classes")(classes_cmd.classes)
 app.command("fetch")(fetch_cmd.fetch)
 app.command("prepare")(prepare_cmd.prepare)
 app.command("stats")(stats_cmd.stats)
+app.command("show")(show_cmd.show)
 app.add_typer(cache_cmd.app, name="cache")
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.add_typer(export_cmd.app, name="export")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -23,15 +24,22 @@ def _num(v: Any) -> str:
 def stats(
     path_or_name: str = typer.Argument(..., help="A fetch output dir, a prepare output dir, or a cache name / version dir."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    plots: Path = typer.Option(None, "--plots", help="Also write histograms of points and strokes per class (PNG) into DIR."),
 ) -> None:
     """Show what is in the data, per class and split: count, recognized share, lengths, top countries, drops.
 
     Example: quickdraw stats data/strokes
+
+    Histograms too: quickdraw stats data/raw --plots plots/
     """
     from quickdraw.pipeline.stats import compute_stats
 
     with friendly_errors():
         doc = compute_stats(path_or_name)
+        if plots is not None:
+            from quickdraw.pipeline.stats_plots import write_length_plots
+
+            doc["plots"] = [str(p) for p in write_length_plots(path_or_name, plots)]
     if as_json:
         print_json(doc)
         return
@@ -74,3 +82,5 @@ def stats(
         for word, d in drops.items():
             dt.add_row(word, _num(d.get("read")), _counts(d.get("filtered")), _counts(d.get("rejected")))
         out_console.print(dt)
+    if doc.get("plots"):
+        out_console.print("plots: " + ", ".join(doc["plots"]), highlight=False)

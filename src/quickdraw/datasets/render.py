@@ -57,13 +57,21 @@ class Drawing:
         off = margin + ((size - 2 * margin) - (hi - lo) * k) / 2
         return [(s - lo) * k + off for s in strokes]
 
-    def to_image(self, size: int = 256, line_width: int = 3) -> Any:
-        """A PIL image (white background, black strokes)."""
+    def to_image(self, size: int = 256, line_width: int = 3, upto: int | None = None) -> Any:
+        """A PIL image (white background, black strokes).
+
+        ``upto`` draws only the first ``upto`` points in stroke order, framed as the whole drawing (so a
+        series of images with growing ``upto`` replays the drawing without jumping).
+        """
         from PIL import Image, ImageDraw
 
         img = Image.new("L", (size, size), 255)
         draw = ImageDraw.Draw(img)
+        left = np.inf if upto is None else upto
         for s in self._fit(size, margin=size * 0.06):
+            if left <= 0:
+                break
+            s, left = s[: int(min(left, len(s)))], left - len(s)
             pts = [tuple(p) for p in s.tolist()]
             if len(pts) == 1:
                 x, y = pts[0]
