@@ -37,7 +37,8 @@ import pyarrow as pa
 from quickdraw.sources.ndjson import MAX_LINE_BYTES, MAX_POINTS, ChunkResult, Reject, _line_starts
 from quickdraw.sources.schema import DRAWING_SCHEMA, STROKE_TYPE, parse_timestamp
 
-__all__ = ["RAW_DRAWING_SCHEMA", "RAW_STROKE_TYPE", "check_raw_record", "parse_raw_chunk", "simplify_drawings",
+__all__ = ["RAW_DRAWING_SCHEMA", "RAW_STROKE_TYPE", "check_raw_record", "parse_raw_chunk", "raw_table",
+           "simplification_closeness", "simplify_drawings",
            "simplify_strokes"]
 
 RAW_STROKE_TYPE = pa.struct(
@@ -218,13 +219,14 @@ def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):
             miny = min(miny, y[i])
             maxy = max(maxy, y[i])
         ext = max(maxx - minx, maxy - miny)
-        scale = 255.0 / ext if ext > 0 else 1.0
+        if ext <= 0:
+            ext = 255.0  # a drawing that is one point: scale 1
         for k in range(s, s + ns):
             m = stroke_pts[k]
             # Resample at `spacing` px along the stroke (first and last point always kept).
             r = 0
-            px = (x[p] - minx) * scale
-            py = (y[p] - miny) * scale
+            px = (x[p] - minx) * 255.0 / ext
+            py = (y[p] - miny) * 255.0 / ext
             if r >= rx.shape[0]:
                 rx = np.concatenate((rx, np.empty(rx.shape[0], np.float64)))
                 ry = np.concatenate((ry, np.empty(ry.shape[0], np.float64)))
@@ -233,8 +235,8 @@ def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):
             r += 1
             carry = 0.0  # distance walked since the last emitted point
             for i in range(p + 1, p + m):
-                qx = (x[i] - minx) * scale
-                qy = (y[i] - miny) * scale
+                qx = (x[i] - minx) * 255.0 / ext
+                qy = (y[i] - miny) * 255.0 / ext
                 seg = math.sqrt((qx - px) ** 2 + (qy - py) ** 2)
                 t = spacing - carry
                 while t <= seg:
@@ -408,3 +410,46 @@ def parse_raw_chunk(
         rejects.append(Reject(line, verdict[0], verdict[1], raw))
     table = simplify_drawings(good, word) if simplify else raw_table(good, word)
     return ChunkResult(table, np.asarray(lines, np.int64), rejects, len(starts) - blank)
+
+
+# ----------------------------------------------------------------------------------------------- measure
+
+
+def simplification_closeness(mine: list[Any], theirs: list[Any]) -> dict[str, float]:
+    """How close simplified drawings are to reference ones (pairwise lists of ``[[xs, ys], ...]`` or Arrow
+    ``[{"x", "y"}, ...]`` drawings): the share with the same stroke count, the same point count and identical
+    points; the mean absolute coordinate difference (px) over drawings with equal point counts (points matched
+    in order); symmetric Chamfer (mean nearest-point distance) and Hausdorff distances (px) over all drawings.
+    """
+
+    def pts(d: Any) -> np.ndarray:
+        strokes = [(s["x"], s["y"]) if isinstance(s, dict) else (s[0], s[1]) for s in d]
+        return np.array([(x, y) for xs, ys in strokes for x, y in zip(xs, ys)], np.float64).reshape(-1, 2)
+
+    same_strokes = same_points = identical = 0
+    mad: list[float] = []
+    chamfer: list[float] = []
+    hausdorff: list[float] = []
+    for a, b in zip(mine, theirs, strict=True):
+        pa_, pb = pts(a), pts(b)
+        same_strokes += len(a) == len(b)
+        if len(pa_) == len(pb):
+            same_points += 1
+            mad.append(float(np.abs(pa_ - pb).mean()))
+            identical += bool(np.array_equal(pa_, pb))
+        d = np.sqrt(((pa_[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
+        ab, ba = d.min(1), d.min(0)
+        chamfer.append(float((ab.mean() + ba.mean()) / 2))
+        hausdorff.append(float(max(ab.max(), ba.max())))
+    n = max(1, len(mine))
+    return {
+        "drawings": len(mine),
+        "same_strokes": same_strokes / n,
+        "same_points": same_points / n,
+        "identical": identical / n,
+        "mean_abs_diff_px": float(np.mean(mad)) if mad else float("nan"),
+        "chamfer_mean_px": float(np.mean(chamfer)) if chamfer else float("nan"),
+        "hausdorff_mean_px": float(np.mean(hausdorff)) if hausdorff else float("nan"),
+        "hausdorff_p95_px": float(np.percentile(hausdorff, 95)) if hausdorff else float("nan"),
+        "hausdorff_max_px": float(np.max(hausdorff)) if hausdorff else float("nan"),
+    }
