@@ -41,7 +41,9 @@ def build(
 
     Example: quickdraw cache build --in data/strokes --name animals10 --json
     """
-    with friendly_errors():
+    from quickdraw.cache import cache_root
+
+    with friendly_errors(cache_root(root) / name):
         from quickdraw.pipeline.cache import run
 
         fmts = [f.strip() for f in formats.split(",") if f.strip()]

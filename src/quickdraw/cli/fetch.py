@@ -64,7 +64,7 @@ def fetch(
         else:
             bars.update(tasks[word], completed=info.get("bytes", 0), **fields)
 
-    with friendly_errors(), bars:
+    with friendly_errors(out), bars:
         result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress)
     if as_json:
         print_json(result.to_dict())

@@ -44,7 +44,7 @@ def prepare(
     if on_long not in ("truncate", "drop"):
         raise typer.BadParameter("must be 'truncate' or 'drop'", param_hint="--on-long")
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
-    with friendly_errors():
+    with friendly_errors(out_dir):
         # Progress goes to stderr and only to a terminal, so logs and --json stay clean.
         with Progress(
             TextColumn("[bold]prepare[/] {task.description}"),

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw.classes import resolve_classes
-from quickdraw.errors import BadRecordError, QuickDrawError
+from quickdraw.errors import BadRecordError, QuickDrawError, SourceError
 from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
 from quickdraw.sources.binary import parse_binary_chunk
 from quickdraw.sources.ndjson import parse_chunk
@@ -51,6 +51,7 @@ MANIFEST = "_manifest.json"
 STATE = ".fetch-state.json"
 QUARANTINE = "_quarantine.ndjson"
 MIN_CHUNK = 64 << 10
+GZIP_MAGIC = b"\x1f\x8b"
 BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usually covers what is still needed
 
 
@@ -146,10 +147,14 @@ def _write_part(path: Path, table: pa.Table, word: str, url: str) -> None:
     meta = {b"quickdraw": json.dumps({"schema_version": SCHEMA_VERSION, "word": word, "source_url": url}).encode()}
     table = table.replace_schema_metadata(meta)
     tmp = path.with_name(path.name + ".incomplete")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=50_000)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=50_000)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written part behind
+        raise
 
 
 def _apply_filters(table: pa.Table, opts: FetchOptions, filtered: dict[str, int]) -> pa.Table:
@@ -222,6 +227,10 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
     for p in cdir.glob("part-*"):
         if p.name not in keep:
             p.unlink()
+    for p in cdir.glob("*.incomplete"):
+        p.unlink()  # temp files of a write that was killed before its rename
+    for p in cdir.glob(".*.incomplete"):
+        p.unlink()
     qpath = cdir / QUARANTINE
     if qpath.exists():
         with open(qpath, "rb+") as f:
@@ -275,6 +284,11 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
             end = min(info.size, offset + want)
             data = read_range(fs, path, offset, end, url)
             bytes_read += len(data)
+            if offset == 0 and data[:2] == GZIP_MAGIC and opts.format != "binary":
+                # Byte-offset resume cannot work inside a gzip stream, and the public bucket serves plain
+                # text: a gzip file here is a misconfigured mirror, so fail the class instead of guessing.
+                raise SourceError(f"{url} is gzip-compressed (starts with bytes 1f 8b), expected plain "
+                                  f"{opts.format} text: decompress the mirror's files or point --source at plain ones")
             at_eof = end == info.size
             if opts.format == "binary":
                 # No separator: a chunk ends after the last whole record; the rest is read again next time.
