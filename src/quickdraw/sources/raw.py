@@ -52,8 +52,8 @@ RAW_DRAWING_SCHEMA = pa.schema(
 EPSILON = 2.0  # RDP tolerance of the published simplification, in px of the 0..255 frame
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_NUM = {int, float}
+_INT = {int}
 
 
 def check_raw_record(obj: Any, word: str | None = None) -> tuple[str, str] | None:
@@ -79,9 +79,12 @@ def check_raw_record(obj: Any, word: str | None = None) -> tuple[str, str] | Non
         if not isinstance(stroke, list) or len(stroke) != 3 or not all(isinstance(c, list) for c in stroke):
             return "bad_stroke", f"stroke {i} is not [[x...], [y...], [t...]]"
         xs, ys, ts = stroke
-        if not all(_is_num(v) for v in xs) or not all(_is_num(v) for v in ys):
+        # Type sets are built in C (map(type, ...)); JSON has no NaN or infinity, so only floats from other
+        # sources need the finiteness check.
+        txy = set(map(type, xs)) | set(map(type, ys))
+        if not txy <= _NUM or (float in txy and not all(map(math.isfinite, xs + ys))):
             return "bad_type", f"stroke {i} has a non-numeric or non-finite coordinate"
-        if not all(isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31 for v in ts):
+        if not set(map(type, ts)) <= _INT or (ts and not (-(2**31) <= min(ts) and max(ts) < 2**31)):
             return "bad_type", f"stroke {i} has a non-integer or out-of-range time"
         if not (len(xs) == len(ys) == len(ts)):
             return "xy_length_mismatch", f"stroke {i}: {len(xs)} x, {len(ys)} y, {len(ts)} t"
