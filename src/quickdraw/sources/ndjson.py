@@ -181,8 +181,10 @@ def _fast_table(
     np.cumsum(pts, out=po[1:])
     so = np.zeros(m + 1, np.int32)
     np.cumsum(ns, out=so[1:])
-    x_list = pa.ListArray.from_arrays(pa.array(po), pa.array(xs[:total_p]))
-    y_list = pa.ListArray.from_arrays(pa.array(po), pa.array(ys[:total_p]))
+    # Copy out the used part: the scratch buffers are sized for the worst case (the whole chunk), and a
+    # zero-copy view would keep them alive as long as the table is buffered.
+    x_list = pa.ListArray.from_arrays(pa.array(po), pa.array(xs[:total_p].copy()))
+    y_list = pa.ListArray.from_arrays(pa.array(po), pa.array(ys[:total_p].copy()))
     strokes = pa.StructArray.from_arrays([x_list, y_list], fields=list(STROKE_TYPE))
     drawing = pa.ListArray.from_arrays(pa.array(so), strokes, type=DRAWING_SCHEMA.field("drawing").type)
     # Country codes are gathered from their byte spans in one vectorised step.
