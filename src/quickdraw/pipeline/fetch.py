@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -259,19 +260,26 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
     def strict_error(ln: int, reason: str, detail: str) -> None:
         raise BadRecordError(url, ln, reason, detail)
 
-    # Parquet encoding of the nested drawing column costs more than parsing, so parts are written by one
-    # background thread while the next chunks are parsed. At most one part is in flight (bounded memory),
-    # and parts, quarantine lines and state are written in order, so a kill still leaves a clean checkpoint.
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-write-{word}")
-    in_flight: Future[None] | None = None
+    # Parquet encoding of the nested drawing column costs more than parsing, so parts are encoded by two
+    # background threads while the next chunks are parsed (pyarrow releases the GIL). Checkpoints complete
+    # strictly in order: a part's quarantine lines and the state file that names it are written only once it
+    # and every earlier part are on disk, so a kill still leaves a clean checkpoint. At most two parts are
+    # in flight, which bounds memory.
+    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"fetch-write-{word}")
+    in_flight: deque[tuple[Future[int] | None, str | None, list[bytes], dict[str, Any]]] = deque()
     n_parts = len(parts)
 
-    def flush(tables: list[pa.Table], name: str | None, q_lines: list[bytes], snap: dict[str, Any]) -> None:
+    def write(tables: list[pa.Table], name: str) -> int:
+        table = pa.concat_tables(tables).combine_chunks()
+        _write_part(cdir / name, table, word, url)
+        return table.num_rows
+
+    def complete_oldest() -> None:
         nonlocal q_bytes
-        if name is not None:
-            table = pa.concat_tables(tables).combine_chunks()
-            _write_part(cdir / name, table, word, url)
-            parts.append({"file": name, "rows": table.num_rows})
+        fut, name, q_lines, snap = in_flight.popleft()
+        if fut is not None:
+            rows = fut.result()  # re-raises a failed write (full disk, ...) in the caller's thread
+            parts.append({"file": name, "rows": rows})
         if q_lines:
             blob = b"".join(q_lines)
             with open(qpath, "ab") as f:
@@ -282,17 +290,18 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
         write_json_atomic(state_path, {"identity": identity, **snap, "parts": parts, "quarantine_bytes": q_bytes})
 
     def checkpoint() -> None:
-        nonlocal buffered, buffered_rows, pending_q, n_parts, in_flight
-        name = None
+        nonlocal buffered, buffered_rows, pending_q, n_parts
+        name, fut = None, None
         if buffered_rows:
             name = f"part-{n_parts:05d}.parquet"
             n_parts += 1
+            fut = writer.submit(write, buffered, name)
         snap = {"offset": offset, "line": line, "accepted": accepted, "read": read,
                 "filtered": dict(filtered), "rejected": dict(rejected)}
-        if in_flight is not None:
-            in_flight.result()  # re-raises a failed write (full disk, ...) here, in the caller's thread
-        in_flight = writer.submit(flush, buffered, name, pending_q, snap)
+        in_flight.append((fut, name, pending_q, snap))
         buffered, buffered_rows, pending_q = [], 0, []
+        while len(in_flight) > 2:
+            complete_oldest()
 
     notify(word, "start", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
     try:
@@ -346,8 +355,8 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
             notify(word, "advance", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
         if buffered_rows or pending_q:
             checkpoint()
-        if in_flight is not None:
-            in_flight.result()
+        while in_flight:
+            complete_oldest()
     finally:
         writer.shutdown(wait=True)
     if not parts:
