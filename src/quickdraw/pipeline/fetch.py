@@ -349,7 +349,12 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
                 accepted += table.num_rows
             offset += cut
             # `line` counts records in binary files (1-based), lines in ndjson.
-            line += res.n_lines if opts.format == "binary" else chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+            if opts.format == "binary":
+                line += res.n_lines
+            elif res.lines_spanned is not None:
+                line += res.lines_spanned  # the parser already split the chunk into lines
+            else:
+                line += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
             if buffered_rows >= opts.part_rows or stopped or offset >= info.size:
                 checkpoint()
             notify(word, "advance", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
@@ -357,6 +362,15 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
             checkpoint()
         while in_flight:
             complete_oldest()
+    except BaseException:
+        # Keep what is already durable so a rerun resumes from it: complete, in order, the checkpoints
+        # whose parts were written; stop at the first that was not.
+        try:
+            while in_flight:
+                complete_oldest()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
     finally:
         writer.shutdown(wait=True)
     if not parts:

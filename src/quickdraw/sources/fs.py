@@ -180,6 +180,8 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, end: int, u
             if len(data) > end - pos:
                 # A server that ignores Range sends the wrong bytes, not too many of the right ones.
                 raise OSError(f"got {len(data)} bytes for a {end - pos}-byte range at offset {pos}")
+            if not buf and len(data) == end - pos:
+                return bytes(data)  # the common case: one complete answer, no copy into `buf`
             buf += data
             if len(buf) == end - start:
                 return bytes(buf)

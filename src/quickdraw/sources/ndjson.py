@@ -77,6 +77,7 @@ class ChunkResult:
     lines: np.ndarray  # 1-based line number of each row of `table`
     rejects: list[Reject] = field(default_factory=list)
     n_lines: int = 0  # non-blank lines seen
+    lines_spanned: int | None = None  # physical lines in the chunk, blank ones included (None: not counted)
 
 
 def _is_int(v: Any) -> bool:
@@ -242,7 +243,7 @@ def parse_chunk(
     table, refused = _fast_table(buf, starts, ends, word)
     lines = np.arange(first_line, first_line + len(starts), dtype=np.int64)
     if not refused.any():
-        return ChunkResult(table, lines, [], len(starts))
+        return ChunkResult(table, lines, [], len(starts), len(starts))
     # Only the refused lines take the slow, exact path; the rest stay as the scanner made them.
     good_recs: list[dict[str, Any]] = []
     good_lines: list[int] = []
@@ -274,5 +275,5 @@ def parse_chunk(
         both = pa.concat_tables([table, table_from_records(good_recs)])
         both_lines = np.concatenate([lines[~refused], np.asarray(good_lines, dtype=np.int64)])
         order = np.argsort(both_lines, kind="stable")
-        return ChunkResult(both.take(pa.array(order)), both_lines[order], rejects, len(starts) - blank)
-    return ChunkResult(table, lines[~refused], rejects, len(starts) - blank)
+        return ChunkResult(both.take(pa.array(order)), both_lines[order], rejects, len(starts) - blank, len(starts))
+    return ChunkResult(table, lines[~refused], rejects, len(starts) - blank, len(starts))
