@@ -141,11 +141,12 @@ def synthetic_ndjson(n: int, word: str = "cat", seed: int = 0) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cap", [2500, None], ids=["capped-reads", "aligned-read-ahead"])
+def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int | None) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
-    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10, max_per_class=2500)
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10, max_per_class=cap)
     clean = tmp_path / "clean"
     fetch("cat", clean, opts)
     want = dir_bytes(clean)

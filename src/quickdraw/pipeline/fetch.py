@@ -303,33 +303,54 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
         while len(in_flight) > 2:
             complete_oldest()
 
+    # Reading. Without a cap, reads are windows aligned to multiples of chunk_bytes, fetched one ahead on a
+    # thread while the current chunk is parsed; a chunk is the bytes carried over from the last window plus
+    # the new one, up to its last whole line. Aligned windows make chunk boundaries, and so part boundaries,
+    # the same after a resume (which starts at a chunk end) as in an uninterrupted run. With a cap, each read
+    # asks only for what the drawings still needed should take, and starts afresh at the chunk end.
+    read_pos = offset
+    carry = b""
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-read-{word}")
+    ahead: Future[bytes] | None = None
+
+    def read_next(grow: int = 1) -> bytes:
+        nonlocal read_pos
+        if cap is None:
+            end = min(info.size, (read_pos // opts.chunk_bytes + 1) * opts.chunk_bytes)
+        else:
+            want = min(opts.chunk_bytes, max(MIN_CHUNK, (cap - accepted) * BYTES_PER_DRAWING)) * grow
+            end = min(info.size, read_pos + want)
+        start, read_pos = read_pos, end
+        return read_range(fs, path, start, end, url)
+
     notify(word, "start", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
     try:
+        grow = 1
         while offset < info.size and not stopped:
-            want = opts.chunk_bytes
+            data = ahead.result() if ahead is not None else read_next(grow)
+            at_eof = read_pos == info.size  # read before the next read-ahead moves read_pos
+            ahead = reader.submit(read_next) if cap is None and not at_eof else None
+            bytes_read += len(data)
+            if offset == 0 and not carry and data[:2] == GZIP_MAGIC and opts.format != "binary":
+                # Byte-offset resume cannot work inside a gzip stream, and the public bucket serves plain
+                # text: a gzip file here is a misconfigured mirror, so fail the class instead of guessing.
+                raise SourceError(f"{url} is gzip-compressed (starts with bytes 1f 8b), expected plain "
+                                  f"{opts.format} text: decompress the mirror's files or point --source at plain ones")
+            data = carry + data if carry else data
+            if opts.format == "binary":
+                # No separator: a chunk ends after the last whole record; the rest is carried to the next read.
+                res, cut = parse_binary_chunk(data, line, word=word, at_eof=at_eof,
+                                              strict_error=strict_error if opts.strict else None)
+            else:
+                cut = len(data) if at_eof else data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data  # one record longer than the read: read on until it ends
+                grow *= 2
+                continue
+            grow = 1
+            chunk, carry = data[:cut], data[cut:]
             if cap is not None:
-                want = min(want, max(MIN_CHUNK, (cap - accepted) * BYTES_PER_DRAWING))
-            # Grow the read until it holds at least one whole line (a huge record may exceed a chunk).
-            while True:
-                end = min(info.size, offset + want)
-                data = read_range(fs, path, offset, end, url)
-                bytes_read += len(data)
-                if offset == 0 and data[:2] == GZIP_MAGIC and opts.format != "binary":
-                    # Byte-offset resume cannot work inside a gzip stream, and the public bucket serves plain
-                    # text: a gzip file here is a misconfigured mirror, so fail the class instead of guessing.
-                    raise SourceError(f"{url} is gzip-compressed (starts with bytes 1f 8b), expected plain "
-                                      f"{opts.format} text: decompress the mirror's files or point --source at plain ones")
-                at_eof = end == info.size
-                if opts.format == "binary":
-                    # No separator: a chunk ends after the last whole record; the rest is read again next time.
-                    res, cut = parse_binary_chunk(data, line, word=word, at_eof=at_eof,
-                                                  strict_error=strict_error if opts.strict else None)
-                else:
-                    cut = len(data) if at_eof else data.rfind(b"\n") + 1
-                if cut > 0:
-                    break
-                want *= 2
-            chunk = data[:cut]
+                carry, read_pos = b"", offset + cut
             if opts.format == "ndjson":
                 res = parse_chunk(chunk, line, word=word, at_eof=at_eof, strict_error=strict_error if opts.strict else None)
             elif opts.format == "raw":
@@ -363,6 +384,8 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
         while in_flight:
             complete_oldest()
     except BaseException:
+        if ahead is not None:
+            ahead.cancel()
         # Keep what is already durable so a rerun resumes from it: complete, in order, the checkpoints
         # whose parts were written; stop at the first that was not.
         try:
@@ -372,6 +395,7 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
             pass
         raise
     finally:
+        reader.shutdown(wait=True)
         writer.shutdown(wait=True)
     if not parts:
         # Zero accepted drawings is a valid outcome (e.g. a country filter); keep the schema readable.
