@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from quickdraw.models import ExactBiGRU, GRUClassifier, ModelConfig, PackedGRUClassifier, reverse_index
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Tiny models gain nothing from threads and the machine is shared; restore for other test modules.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def _batch(seed: int, B: int = 7, T: int = 23, C: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

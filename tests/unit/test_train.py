@@ -6,6 +6,8 @@ The data come from a small in-test stand-in with the ``SequenceDataset`` attribu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import csv
 import json
 from pathlib import Path
@@ -25,7 +27,14 @@ from quickdraw.pipeline.evaluate import evaluate_on
 from quickdraw.pipeline.predict import predict_records, read_ndjson
 from quickdraw.pipeline.train import TrainParams, load_params, train_on
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Tiny models gain nothing from threads and the machine is shared; restore for other test modules.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 CLASSES = ["circle", "line", "zigzag"]
 
