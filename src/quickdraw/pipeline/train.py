@@ -36,8 +36,10 @@ from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
 __all__ = [
     "ProgressCallback",
     "ProgressEvent",
+    "SplitLike",
     "TrainParams",
     "TrainResult",
+    "iter_batches",
     "load_params",
     "make_batch",
     "pick_device",
