@@ -198,17 +198,21 @@ def _versions_in(name_dir: Path) -> list[CacheVersion]:
     if not name_dir.is_dir():
         return []
     latest = read_latest(name_dir)
-    out = []
+    found: list[tuple[CacheVersion, float]] = []
     for p in name_dir.iterdir():
         if not _is_version_dir(p):
             continue
         try:
-            out.append(open_version(p))
+            # mtime only orders the listing; it is never written into a file.
+            found.append((open_version(p), (p / MANIFEST_FILE).stat().st_mtime))
+        except FileNotFoundError:
+            continue  # removed by a concurrent `gc` between the listing and the open: it is simply gone
         except CacheError as exc:
+            if not p.exists():
+                continue
             log.warning("skipping %s: %s", p, exc)
-    # mtime only orders the listing; it is never written into a file.
-    out.sort(key=lambda v: (v.version != latest, -(v.path / MANIFEST_FILE).stat().st_mtime, v.version))
-    return out
+    found.sort(key=lambda vm: (vm[0].version != latest, -vm[1], vm[0].version))
+    return [v for v, _ in found]
 
 
 def list_datasets(root: str | os.PathLike[str] | None = None) -> list[str]:
