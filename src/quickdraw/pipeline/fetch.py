@@ -272,7 +272,12 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
     def write(tables: list[pa.Table], name: str) -> int:
         table = pa.concat_tables(tables).combine_chunks()
         _write_part(cdir / name, table, word, url)
-        return table.num_rows
+        rows = table.num_rows
+        del table, tables
+        # Arrow's allocator keeps freed pages for reuse; handing them back after each part keeps the peak RSS
+        # flat however large the class file is.
+        pa.default_memory_pool().release_unused()
+        return rows
 
     def complete_oldest() -> None:
         nonlocal q_bytes
