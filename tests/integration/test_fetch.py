@@ -194,3 +194,19 @@ def test_sigkill_then_resume(tmp_path: Path) -> None:
         pytest.skip("the run finished before it could be killed")
     subprocess.run([sys.executable, "-c", code, str(out)], check=True)
     assert dir_bytes(out) == dir_bytes(clean)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_strict_stops_the_other_classes(tmp_path: Path, concurrency: int) -> None:
+    from quickdraw.errors import BadRecordError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(b"{broken\n" + synthetic_ndjson(10))
+    (src / "dog.ndjson").write_bytes(synthetic_ndjson(20000, word="dog"))
+    opts = FetchOptions(source=str(src), strict=True, chunk_bytes=16 << 10, part_rows=500)
+    t = time.monotonic()
+    with pytest.raises(BadRecordError, match="cat.ndjson:1"):
+        fetch("cat,dog", tmp_path / "out", opts, concurrency=concurrency)
+    assert not (tmp_path / "out" / "dog" / "_manifest.json").exists()
+    assert time.monotonic() - t < 30

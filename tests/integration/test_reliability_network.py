@@ -152,3 +152,13 @@ def test_persistent_stall_is_bounded(proxy: FaultProxy, tmp_path: Path, monkeypa
     res = fetch(["cat"], tmp_path, OPTS)
     assert time.monotonic() - t < 6
     assert res.classes[0].status == "failed" and "cat.ndjson" in (res.classes[0].error or "")
+
+
+def test_forbidden_fails_at_once_not_after_the_deadline(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 403 is permanent: retrying it until the deadline would only make the user wait.
+    monkeypatch.setenv("QUICKDRAW_READ_DEADLINE", "60")
+    proxy.add("status", path="cat.ndjson", times=None, status=403)
+    t = time.monotonic()
+    res = fetch("cat", tmp_path / "o", FetchOptions(source="gs://quickdraw_dataset/full/simplified"))
+    assert res.classes[0].status == "failed" and "cat.ndjson" in (res.classes[0].error or "")
+    assert time.monotonic() - t < 20

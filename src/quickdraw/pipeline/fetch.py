@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ FORMATS = {
     "raw": ("gs://quickdraw_dataset/full/raw", "ndjson"),
 }
 
-__all__ = ["ClassResult", "FetchOptions", "FetchResult", "Progress", "fetch", "fetch_class"]
+__all__ = ["ClassResult", "FetchOptions", "FetchResult", "FetchStopped", "Progress", "fetch", "fetch_class"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ QUARANTINE = "_quarantine.ndjson"
 MIN_CHUNK = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usually covers what is still needed
+
+
+class FetchStopped(QuickDrawError):
+    """A class fetch stopped on request (another class hit a bad record under ``strict``)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class FetchOptions:
             object.__setattr__(self, "source", FORMATS[self.format][0])
 
     def identity(self) -> dict[str, Any]:
+        """The options that shape the output, as stored in manifests (a change means a refetch)."""
         d = asdict(self)
         d.pop("strict")
         # Defaults are left out so that ndjson fetches made before these options keep their identity.
@@ -113,6 +119,7 @@ class ClassResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI's ``--json``)."""
         return asdict(self)
 
 
@@ -125,9 +132,11 @@ class FetchResult:
 
     @property
     def failed(self) -> list[ClassResult]:
+        """The classes that could not be fetched."""
         return [c for c in self.classes if c.status == "failed"]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: per-class results and totals."""
         return {
             "out": str(self.out),
             "classes": [c.to_dict() for c in self.classes],
@@ -175,11 +184,19 @@ def _apply_filters(table: pa.Table, opts: FetchOptions, filtered: dict[str, int]
     return table
 
 
-def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | None = None) -> ClassResult:
+def fetch_class(
+    word: str,
+    out: Path,
+    opts: FetchOptions,
+    progress: Progress | None = None,
+    *,
+    stop: threading.Event | None = None,
+) -> ClassResult:
     """Fetch one class into ``out/<word>/``; skips the work if a complete, identical fetch is already there.
 
     Raises :class:`SourceError` if the object is missing or unreachable, and :class:`BadRecordError` on the
-    first bad record when ``opts.strict`` is set.
+    first bad record when ``opts.strict`` is set. Setting ``stop`` makes it checkpoint and raise
+    :class:`FetchStopped` at its next chunk.
     """
     t0 = time.monotonic()
     url = class_url(opts.source, word, FORMATS[opts.format][1])
@@ -332,6 +349,8 @@ def fetch_class(word: str, out: Path, opts: FetchOptions, progress: Progress | N
     try:
         grow = 1
         while offset < info.size and not stopped:
+            if stop is not None and stop.is_set():
+                raise FetchStopped(f"{word}: stopped at byte {offset} (another class failed under --strict)")
             data = ahead.result() if ahead is not None else read_next(grow)
             at_eof = read_pos == info.size  # read before the next read-ahead moves read_pos
             ahead = reader.submit(read_next) if cap is None and not at_eof else None
@@ -448,9 +467,11 @@ def fetch(
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
 
+    stop = threading.Event()
+
     def one(word: str) -> ClassResult:
         try:
-            return fetch_class(word, out_path, opts, progress)
+            return fetch_class(word, out_path, opts, progress, stop=stop)
         except BadRecordError:
             raise
         except QuickDrawError as exc:
@@ -459,12 +480,14 @@ def fetch(
             return ClassResult(word, class_url(opts.source, word, FORMATS[opts.format][1]), "failed", error=str(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        results = list(pool.map(one, words))
+        futures = [pool.submit(one, w) for w in words]
+        try:
+            results = [f.result() for f in futures]
+        except BadRecordError:
+            # --strict means stop now: queued classes are dropped and running ones stop at their next chunk
+            # (after checkpointing, so a rerun without --strict resumes them).
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return FetchResult(out_path, results)
-
-
-def class_manifest(class_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The manifest of a fetched class directory, or None if the class is incomplete."""
-    p = Path(class_dir) / MANIFEST
-    return json.loads(p.read_text()) if p.exists() else None
 

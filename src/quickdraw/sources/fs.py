@@ -73,6 +73,7 @@ class ObjectInfo:
     generation: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
         return asdict(self)
 
 
@@ -128,6 +129,14 @@ def _give_up(deadline: float, attempt: int) -> tuple[bool, float]:
     return time.monotonic() + wait > deadline, wait
 
 
+def _permanent(exc: BaseException) -> bool:
+    """Errors that no retry can fix (no permission, a bad request or URL): fail at once, not after the deadline."""
+    if isinstance(exc, (PermissionError, ValueError, NotImplementedError)):
+        return True
+    # gcsfs reports 403 as a plain OSError("Forbidden: ...").
+    return isinstance(exc, OSError) and str(exc).startswith("Forbidden")
+
+
 def stat_object(url: str) -> ObjectInfo:
     """Size and version identity of one object; a clear :class:`SourceError` if it is missing or unreachable.
 
@@ -143,6 +152,8 @@ def stat_object(url: str) -> ObjectInfo:
         except FileNotFoundError:
             raise SourceError(f"source object not found: {url}") from None
         except Exception as exc:  # network stacks raise many types; all mean the same to the user
+            if _permanent(exc):
+                raise SourceError(f"cannot read {url}: {_describe(exc)}") from None
             attempt += 1
             stop, wait = _give_up(deadline, attempt)
             if stop:
@@ -190,6 +201,8 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, end: int, u
         except FileNotFoundError:
             raise SourceError(f"source object not found: {url}") from None
         except Exception as exc:
+            if _permanent(exc):
+                raise SourceError(f"cannot read {url} at byte {start + len(buf)}: {_describe(exc)}") from None
             attempt += 1
             stop, wait = _give_up(deadline, attempt)
             if stop:

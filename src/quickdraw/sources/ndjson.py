@@ -60,6 +60,7 @@ class Reject:
     raw: bytes
 
     def to_json(self, url: str) -> dict[str, Any]:
+        """The quarantine-file record for this line of ``url``."""
         return {
             "source": url,
             "line": self.line,
