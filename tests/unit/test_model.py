@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from quickdraw.models import ExactBiGRU, GRUClassifier, ModelConfig, PackedGRUClassifier, reverse_index
+from quickdraw.models import (
+    ExactBiGRU,
+    GRUClassifier,
+    ModelConfig,
+    PackedGRUClassifier,
+    reverse_index,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -104,3 +111,13 @@ def test_config_round_trip_and_bad_pool() -> None:
     assert ModelConfig.from_dict(cfg.to_dict() | {"unknown": 1}) == cfg
     with pytest.raises(ValueError, match="pool"):
         GRUClassifier(ModelConfig(n_classes=2, pool="max"))
+
+
+def test_public_methods_have_docstrings() -> None:
+    # Own __doc__ only: inspect.getdoc would inherit nn.Module.forward's and hide a missing one.
+    for cls in (ModelConfig, ExactBiGRU, GRUClassifier, PackedGRUClassifier):
+        for name, attr in vars(cls).items():
+            fn = attr.__func__ if isinstance(attr, (classmethod, staticmethod)) else attr
+            if (name.startswith("_") and name != "forward") or not inspect.isfunction(fn):
+                continue
+            assert fn.__doc__, f"{cls.__name__}.{name}"

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import csv
+import io
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,13 @@ from typer.testing import CliRunner
 
 from quickdraw.cli.app import app
 from quickdraw.models import load_checkpoint
+from quickdraw import strokes
+from quickdraw.errors import CacheError, QuickDrawError
 from quickdraw.pipeline import evaluate as evaluate_mod
+from quickdraw.pipeline import predict as predict_mod
 from quickdraw.pipeline import train as train_mod
-from quickdraw.pipeline.evaluate import evaluate_on
-from quickdraw.pipeline.predict import predict_records, read_ndjson
+from quickdraw.pipeline.evaluate import evaluate_on, locate_cache
+from quickdraw.pipeline.predict import LengthRules, predict_records, read_ndjson
 from quickdraw.pipeline.train import TrainParams, load_params, train_on
 
 
@@ -202,8 +208,6 @@ def test_evaluate_outputs(trained: tuple[Path, Any], tmp_path: Path) -> None:
 
 
 def test_evaluate_rejects_other_classes(trained: tuple[Path, Any], tmp_path: Path) -> None:
-    from quickdraw.errors import QuickDrawError
-
     model, info = load_checkpoint(trained[1].best_path)
     other = StandIn(2, 2)
     other.classes = ["a", "b", "c"]
@@ -212,8 +216,6 @@ def test_evaluate_rejects_other_classes(trained: tuple[Path, Any], tmp_path: Pat
 
 
 def test_predict_records_from_ndjson(trained: tuple[Path, Any]) -> None:
-    import io
-
     model, info = load_checkpoint(trained[1].best_path)
     ds = StandIn(3, 5)
     lines = [json.dumps({"word": CLASSES[lab], "drawing": _drawing(seq)}) for seq, lab in ds] + [""]
@@ -229,6 +231,7 @@ def test_cli_train_evaluate_predict(trained: tuple[Path, Any], tmp_path: Path, m
     splits = {"train": StandIn(10, 0), "val": StandIn(4, 1), "test": StandIn(4, 2)}
     monkeypatch.setattr(train_mod, "_open_split", lambda cache, split, root: splits[split])
     monkeypatch.setattr(evaluate_mod, "_open_split", lambda cache, split, root: splits[split])
+    monkeypatch.setattr(evaluate_mod, "locate_cache", lambda info, cache, root, **kw: cache)
     params = tmp_path / "params.yaml"
     params.write_text("seed: 2\ntrain:\n  hidden: 8\n  epochs: 1\n  batch_size: 16\n")
     runner = CliRunner()
@@ -287,6 +290,8 @@ def test_train_evaluate_on_real_cache(tmp_path: Path) -> None:
     _, info = load_checkpoint(r.best_path)
     assert info["cache"]["version"] == cv.version and info["cache"]["name"] == "mini"
     assert info["cache"]["max_len"] == 120
+    # all three length rules reach the checkpoint (predict applies them), from manifest["params"]["prepare"]
+    assert (info["cache"]["min_len"], info["cache"]["on_long"]) == (6, "truncate")
     assert info["classes"] == ["cat", "dog", "apple", "bee"]
     norm = cv.manifest["formats"]["stroke3"].get("norm_scale")
     if norm:
@@ -294,3 +299,175 @@ def test_train_evaluate_on_real_cache(tmp_path: Path) -> None:
     # cache=None: evaluate the cache version recorded in the checkpoint
     doc = evaluate(r.best_path, None, tmp_path / "eval", split="test")
     assert doc["n"] == len(load("mini", split="test", root=root)) and doc["cache_version"] == cv.version
+
+    # the DVC stage's call after the cache root moved (the stored absolute path is gone): --cache-root decides
+    moved = tmp_path / "moved"
+    shutil.move(root, moved)
+    res = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(r.best_path), "--cache-root", str(moved),
+                                   "--split", "test", "--out", str(tmp_path / "eval2"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["cache_version"] == cv.version
+
+
+# ------------------------------------------------------------------------ predict: prepare's length rules
+
+
+def _fed_sequences(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Record the sequences predict hands to the model (uniform probabilities come back)."""
+    fed: list[np.ndarray] = []
+
+    def fake_classify(model: Any, seqs: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        fed.extend(np.array(s) for s in seqs)
+        return np.full((len(seqs), len(CLASSES)), 1 / len(CLASSES), np.float32)
+
+    monkeypatch.setattr(predict_mod, "classify", fake_classify)
+    return fed
+
+
+def _records(*drawings: Any) -> list[tuple[int, dict[str, Any]]]:
+    return [(i + 1, {"key_id": str(i), "drawing": d}) for i, d in enumerate(drawings)]
+
+
+def _line(n: int, x0: int = 0) -> list[list[int]]:
+    """One stroke of ``n`` points (no pen lift before its last point)."""
+    return [list(range(x0, x0 + n)), [7] * n]
+
+
+def test_predict_applies_prepare_length_rules(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    fed = _fed_sequences(monkeypatch)
+    info = {"classes": CLASSES, "cache": {"min_len": 6, "max_len": 10, "on_long": "truncate"}}
+    long_drawing = [_line(8), _line(8, 50)]  # 16 points, the cut at 10 falls inside the second stroke
+    short_drawing = [_line(3)]
+    with caplog.at_level(logging.WARNING, logger=predict_mod.__name__):
+        preds = predict_records(None, info, _records(long_drawing, short_drawing, [_line(7)]))  # type: ignore[arg-type]
+    # truncation is exactly prepare's: first max_len steps, pen_lift = 1 on the last kept one
+    want = strokes.apply_length_rules(
+        strokes.Stroke3Batch(strokes.drawing_to_stroke3(long_drawing), np.array([0, 16])), 6, 10, "truncate"
+    ).batch[0]
+    assert len(fed) == 2 and fed[0].shape == (10, 3) and fed[0][-1, 2] == 1
+    np.testing.assert_array_equal(fed[0], want)
+    np.testing.assert_array_equal(fed[1], strokes.drawing_to_stroke3([_line(7)]))
+    # the too-short drawing is reported, not classified and not a crash; order and lines are kept
+    assert [p.line for p in preds] == [1, 2, 3]
+    assert preds[1].top == [] and preds[1].skipped is not None and "too_short" in preds[1].skipped
+    assert preds[1].to_dict()["skipped"] == preds[1].skipped and preds[1].to_dict()["key_id"] == "1"
+    assert preds[0].skipped is None and len(preds[0].top) == 3 and "skipped" not in preds[0].to_dict()
+    assert "too_short" in caplog.text and ":2:" in caplog.text
+
+
+def test_predict_on_long_drop_and_all_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    fed = _fed_sequences(monkeypatch)
+    info = {"classes": CLASSES, "cache": {"min_len": 2, "max_len": 10, "on_long": "drop"}}
+    preds = predict_records(None, info, _records([_line(11)]))  # type: ignore[arg-type]
+    assert fed == [] and preds[0].top == [] and "too_long_dropped" in (preds[0].skipped or "")
+
+
+def test_predict_rules_fall_back_for_old_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert LengthRules.from_info({"cache": {}}) == LengthRules(6, 250, "truncate")
+    assert LengthRules.from_info({}) == LengthRules(6, 250, "truncate")
+    assert LengthRules.from_info({"cache": {"max_len": 120}}) == LengthRules(6, 120, "truncate")
+    fed = _fed_sequences(monkeypatch)
+    preds = predict_records(None, {"classes": CLASSES}, _records([_line(5)], [_line(300)]))  # type: ignore[arg-type]
+    assert preds[0].skipped is not None  # 5 < default min_len 6
+    assert len(fed) == 1 and len(fed[0]) == 250 and fed[0][-1, 2] == 1
+
+
+def test_predict_cli_reports_dropped_drawing(trained: tuple[Path, Any], tmp_path: Path) -> None:
+    src = tmp_path / "in.ndjson"
+    src.write_text(json.dumps({"key_id": "9", "word": "line", "drawing": [_line(2)]}) + "\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", "--checkpoint", str(trained[1].best_path), str(src), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out[0]["top"] == [] and "too_short" in out[0]["skipped"]
+    res = runner.invoke(app, ["predict", "--checkpoint", str(trained[1].best_path), str(src)])
+    assert res.exit_code == 0 and "not classified" in res.output
+
+
+def test_dead_fallbacks_are_gone() -> None:
+    # the stand-ins duplicated quickdraw.strokes; the real functions are used directly
+    assert predict_mod.drawing_to_stroke3 is strokes.drawing_to_stroke3
+    assert train_mod.normalizing_scale is strokes.normalizing_scale
+
+
+def test_public_methods_have_docstrings() -> None:
+    for fn in (TrainParams.to_dict, train_mod.TrainResult.to_dict, predict_mod.Prediction.to_dict):
+        assert fn.__doc__, fn.__qualname__
+
+
+# ------------------------------------------------------------------ evaluate: which cache version to open
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
+    """Cache root with name ``mini`` holding two versions; LATEST is the second one."""
+    from quickdraw.cache.build import build_cache
+    from quickdraw.cache.synthetic import write_synthetic_strokes
+
+    tmp = tmp_path_factory.mktemp("versions")
+    root = tmp / "cache"
+    built = []
+    for seed in (1, 2):
+        s = write_synthetic_strokes(tmp / f"s{seed}", ["cat", "dog"], 6, seed=seed, formats=("stroke3",))
+        built.append(build_cache(s, root, "mini", formats=("stroke3",)))
+    assert built[0].version != built[1].version
+    return root, built[0], built[1]
+
+
+def _trained_on(cv: Any) -> dict[str, Any]:
+    return {"cache": {"name": cv.name, "version": cv.version, "path": str(cv.path)}}
+
+
+def test_evaluate_opens_the_trained_version_not_latest(two_versions: tuple[Path, Any, Any]) -> None:
+    root, v1, v2 = two_versions
+    assert (root / "mini" / "LATEST").read_text().strip() == v2.version
+    info = _trained_on(v1)
+    assert locate_cache(info, None, root) == v1.path
+    # --cache NAME used to open LATEST (v2): it must still be the version the model was trained on
+    assert locate_cache(info, "mini", root) == v1.path
+    assert locate_cache(info, str(root / "mini"), None) == v1.path
+
+
+def test_evaluate_cache_root_wins_over_stored_path(two_versions: tuple[Path, Any, Any], tmp_path: Path) -> None:
+    root, v1, _ = two_versions
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    info = _trained_on(v1)
+    assert locate_cache(info, None, copy) == copy / "mini" / v1.version
+    # a stale stored path (cache moved or gc'd) is no problem when the root has it ...
+    info["cache"]["path"] = str(tmp_path / "gone" / "mini" / v1.version)
+    assert locate_cache(info, None, copy) == copy / "mini" / v1.version
+    # ... and the stored path is the fallback when the root does not
+    assert locate_cache(_trained_on(v1), None, tmp_path / "empty-root") == v1.path
+
+
+def test_evaluate_missing_trained_version(two_versions: tuple[Path, Any, Any], tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    root, v1, v2 = two_versions
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shutil.rmtree(copy / "mini" / v1.version)  # gc'd
+    info = _trained_on(v1)
+    info["cache"]["path"] = str(copy / "mini" / v1.version)
+    # the checkpoint's own cache: no silent switch to another version
+    with pytest.raises(CacheError, match=f"{v1.version}.*--cache NAME"):
+        locate_cache(info, None, copy)
+    # an explicitly named cache: its latest version, with a warning naming both versions
+    with caplog.at_level(logging.WARNING, logger=evaluate_mod.__name__):
+        assert locate_cache(info, "mini", copy) == copy / "mini" / v2.version
+    assert v1.version in caplog.text and v2.version in caplog.text
+    with pytest.raises(CacheError, match="no cached dataset 'other'"):
+        locate_cache(info, "other", copy)
+
+
+def test_evaluate_explicit_other_cache_is_not_swapped_for_stored_path(
+    two_versions: tuple[Path, Any, Any], tmp_path: Path
+) -> None:
+    root, v1, v2 = two_versions
+    other = tmp_path / "root2"
+    (other / "renamed").mkdir(parents=True)
+    shutil.copytree(root / "mini" / v2.version, other / "renamed" / v2.version)
+    # the stored path (mini/v1) still exists but belongs to another cache than the one asked for
+    assert locate_cache(_trained_on(v1), "renamed", other) == other / "renamed" / v2.version
+    with pytest.raises(QuickDrawError, match="no cache recorded"):
+        locate_cache({"cache": {}}, None, root)

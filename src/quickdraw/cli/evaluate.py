@@ -12,7 +12,7 @@ from quickdraw.cli._common import friendly_errors, out_console, print_json
 
 def evaluate(
     checkpoint: Path = typer.Option(Path("models/best.pt"), "--checkpoint", help="Checkpoint to evaluate."),
-    cache: str = typer.Option(None, "--cache", help="Cache name or version directory (default: the one the checkpoint was trained on)."),
+    cache: str = typer.Option(None, "--cache", help="Cache name or directory (default: the one the checkpoint was trained on). The version trained on is used; if this cache lacks it, its latest version, with a warning."),
     cache_root: Path = typer.Option(None, "--cache-root", help="Cache root (default $QUICKDRAW_CACHE or the user cache dir)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     out: Path = typer.Option(Path("eval"), "--out", help="Directory for metrics.json and plots/."),

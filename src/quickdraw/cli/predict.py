@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from quickdraw.cli._common import friendly_errors, out_console, print_json
@@ -21,7 +22,9 @@ def predict(
 
     Example: quickdraw predict --checkpoint models/best.pt cat.ndjson --top-k 3
 
-    Reads stdin with "-" (e.g. head -5 cat.ndjson | quickdraw predict -).
+    Reads stdin with "-" (e.g. head -5 cat.ndjson | quickdraw predict -). Drawings the model's training
+    length rules would drop (fewer than min_len points, or more than max_len with on_long: drop) are listed
+    as not classified, with the reason ("skipped" in --json).
     """
     with friendly_errors():
         from quickdraw.models import load_checkpoint
@@ -46,5 +49,9 @@ def predict(
         table.add_column(f"#{i + 1}")
     for p in preds:
         word = str(p.record.get("word", ""))
+        if p.skipped is not None:
+            # Dropped by the training length rules: say so in the row instead of leaving it blank.
+            table.add_row(str(p.line), word, f"[yellow]not classified: {escape(p.skipped)}[/]")
+            continue
         table.add_row(str(p.line), word, *[f"{c} {prob:.3f}" for c, prob in p.top])
     out_console.print(table)

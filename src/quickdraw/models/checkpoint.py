@@ -4,7 +4,8 @@ Layout (``CHECKPOINT_FORMAT`` 1)::
 
     {"format": 1, "model_state": {...}, "model_config": ModelConfig.to_dict(), "classes": [...],
      "input_scaling": {"xy_scale": s, "columns": ["dx", "dy", "pen_lift"], "note": ...},
-     "cache": {"name": ..., "version": ..., "path": ..., "max_len": ...}, "params": {...},
+     "cache": {"name": ..., "version": ..., "path": ..., "min_len": ..., "max_len": ..., "on_long": ...,
+               "norm_scale": ...}, "params": {...},
      "epoch": n, "metrics": {...}}
 
 Only plain Python types and tensors are stored, so ``torch.load(weights_only=True)`` can read it: loading a

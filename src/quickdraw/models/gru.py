@@ -54,10 +54,12 @@ class ModelConfig:
     pool: str = "last"
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (the checkpoint's ``model_config``)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -100,6 +102,7 @@ class ExactBiGRU(nn.Module):
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(outputs [B, T, 2H], last_fwd [B, H], first_bwd [B, H])`` for padded ``x`` and its ``lengths``."""
         B, T, _ = x.shape
         lengths = lengths.to(x.device)
         rev = reverse_index(lengths, T)
@@ -186,6 +189,7 @@ class GRUClassifier(_ClassifierBase):
         self.rnn = ExactBiGRU(config.input_size, config.hidden, config.layers, config.dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K]`` for raw stroke-3 ``x [B, T, 3]`` with valid ``lengths [B]``."""
         # Trimming to the longest sequence keeps a collate that pads to a fixed size from costing time.
         T = int(lengths.max())
         x = self._scale(x[:, :T])
@@ -207,12 +211,14 @@ class PackedGRUClassifier(_ClassifierBase):
 
     @classmethod
     def from_exact(cls, model: GRUClassifier) -> PackedGRUClassifier:
+        """A packed classifier holding ``model``'s weights (same config, device and head)."""
         ref = cls(model.config)
         ref.rnn = model.rnn.packed_reference()
         ref.head.load_state_dict(model.head.state_dict())
         return ref.to(next(model.parameters()).device)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K]`` via ``pack_padded_sequence`` (the reference for :class:`GRUClassifier`)."""
         x = self._scale(x)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out_p, h_n = self.rnn(packed)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from quickdraw.errors import QuickDrawError
+from quickdraw.errors import CacheError, QuickDrawError
 from quickdraw.metrics import (
     confusion_matrix,
     expected_calibration_error,
@@ -33,7 +33,7 @@ from quickdraw.metrics import (
 from quickdraw.models import GRUClassifier, load_checkpoint
 from quickdraw.pipeline.train import SplitLike, _open_split, iter_batches, pick_device
 
-__all__ = ["evaluate", "evaluate_on", "predict_proba"]
+__all__ = ["evaluate", "evaluate_on", "locate_cache", "predict_proba"]
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,65 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``split`` of ``cache`` (default: the cache named in the checkpoint).
 
+    The cache version is the one the model was trained on, looked up under ``root`` (:func:`locate_cache`).
     Returns the metrics.json document.
     """
     model, info = load_checkpoint(checkpoint, map_location=pick_device(device))
-    if cache is None:
-        cache = (info.get("cache") or {}).get("path") or (info.get("cache") or {}).get("name")
-        if not cache:
-            raise QuickDrawError(f"{checkpoint}: no cache recorded in the checkpoint; pass one explicitly")
-    ds = _open_split(cache, split, root)
+    target = locate_cache(info, cache, root, checkpoint=str(checkpoint))
+    ds = _open_split(target, split, root)
     return evaluate_on(model, info, ds, out_dir, split=split, checkpoint=str(checkpoint), batch_size=batch_size)
+
+
+def locate_cache(
+    info: dict[str, Any],
+    cache: str | os.PathLike[str] | None,
+    root: str | os.PathLike[str] | None,
+    *,
+    checkpoint: str = "the checkpoint",
+) -> Path:
+    """The version directory to evaluate on, preferring the cache version the model was trained on.
+
+    1. ``cache`` (else the checkpoint's cache name) at the checkpoint's cache version under ``root``: the
+       root comes first so ``--cache-root`` decides, and a cache moved with its root is still found;
+    2. the checkpoint's stored absolute version path (the cache as it was at training time), unless
+       ``cache`` names another cache;
+    3. only when ``cache`` was given explicitly: its latest version, with a warning naming both versions
+       (the caller asked for that cache; a silent switch would make the metrics incomparable).
+    """
+    from quickdraw.cache.store import resolve
+
+    stored = info.get("cache") or {}
+    trained_name, trained_version, stored_path = stored.get("name"), stored.get("version"), stored.get("path")
+    name = cache if cache is not None else trained_name
+    if name is None and not stored_path:
+        raise QuickDrawError(f"{checkpoint}: no cache recorded in the checkpoint; pass one explicitly")
+    errors: list[str] = []
+    if name is not None:
+        try:
+            return resolve(name, version=trained_version or "latest", root=root).path
+        except CacheError as exc:
+            errors.append(str(exc))
+    # The stored path is trained_name's directory: a different explicit cache must not be swapped for it.
+    same_cache = cache is None or trained_name is None or Path(os.fspath(cache)).name == trained_name
+    if stored_path and same_cache:
+        try:
+            return resolve(stored_path, version=trained_version or "latest").path
+        except CacheError as exc:
+            errors.append(str(exc))
+    if cache is not None and trained_version:
+        cv = resolve(cache, version="latest", root=root)  # raises naming what exists if nothing does
+        log.warning(
+            "%s was trained on version %s of cache %s, which is not available (%s); evaluating on version %s "
+            "of %s instead", checkpoint, trained_version, trained_name, "; ".join(errors), cv.version, cv.name,
+        )
+        return cv.path
+    if not trained_version:
+        raise CacheError("; ".join(errors))  # nothing version-specific was asked for: resolve's own message
+    hint = "" if cache is not None else "; pass --cache NAME to evaluate on that cache's latest version instead"
+    raise CacheError(
+        f"{checkpoint}: cannot find version {trained_version} of cache {trained_name}, which it was trained on: "
+        + "; ".join(errors) + hint
+    )
 
 
 def evaluate_on(
@@ -120,7 +170,8 @@ def evaluate_on(
         "ece_bins": N_BINS,
         "split": split,
         "checkpoint": checkpoint,
-        "cache_version": (info.get("cache") or {}).get("version"),
+        # The version actually evaluated: with an explicit --cache it can be a newer one than trained on.
+        "cache_version": _ds_version(ds) or (info.get("cache") or {}).get("version"),
         # NaN is not JSON: classes absent from the split get null.
         "per_class": {c: (None if np.isnan(a) else float(a)) for c, a in zip(classes, acc, strict=True)},
     }
@@ -145,6 +196,11 @@ def evaluate_on(
     _plot_all(plots, classes, confusion_matrix(labels, preds, k), per_class_rows, bins, ece, conf, correct)
     log.info("evaluated %d sequences: top1=%.4f top3=%.4f ece=%.4f", doc["n"], doc["top1"], doc["top3"], ece)
     return doc
+
+
+def _ds_version(ds: SplitLike) -> str | None:
+    v = getattr(ds, "version", None)
+    return str(v) if v is not None and not callable(v) else None
 
 
 def _plot_all(

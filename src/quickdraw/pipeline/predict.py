@@ -2,8 +2,11 @@
 
 Input lines look like the Quick, Draw! simplified files: ``{"drawing": [[[x...], [y...]], ...], ...}``; other
 keys (``key_id``, ``word``, ...) are carried through to the output so results can be matched to inputs.
-Drawings are encoded with the same stroke-3 encoder the dataset pipeline uses and truncated to the
-cache's ``max_len`` (recorded in the checkpoint, default 250) so the model sees what it was trained on.
+Drawings are encoded with the same stroke-3 encoder the dataset pipeline uses and put through prepare's
+length rules (``quickdraw.strokes.apply_length_rules`` with the ``min_len``/``max_len``/``on_long`` recorded in
+the checkpoint's cache info; 6/250/truncate for checkpoints that predate them) so the model sees input exactly
+like what it was trained on. A drawing the rules drop (too short, or too long under ``on_long: drop``) gets a
+:class:`Prediction` with no classes and ``skipped`` saying why, instead of a made-up answer.
 """
 
 from __future__ import annotations
@@ -19,30 +22,21 @@ import torch
 
 from quickdraw.errors import BadRecordError
 from quickdraw.models import GRUClassifier
+from quickdraw.strokes import (
+    OnLong,
+    Stroke3Batch,
+    apply_length_rules,
+    drawing_to_stroke3,
+)
 
-__all__ = ["Prediction", "classify", "drawing_to_stroke3", "predict_records", "read_ndjson"]
+__all__ = ["LengthRules", "Prediction", "classify", "drawing_to_stroke3", "predict_records", "read_ndjson"]
 
 log = logging.getLogger(__name__)
 
+# prepare's defaults: checkpoints written before train stored min_len/on_long were trained on these.
+DEFAULT_MIN_LEN = 6
 DEFAULT_MAX_LEN = 250
-
-try:
-    from quickdraw.strokes import drawing_to_stroke3
-except ImportError:  # pragma: no cover - only until quickdraw.strokes lands
-
-    def drawing_to_stroke3(drawing: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:  # type: ignore[misc]
-        """Stand-in for ``quickdraw.strokes.drawing_to_stroke3`` (same encoding, FORMATS.md)."""
-        pts, lifts = [], []
-        for sx, sy in ((s[0], s[1]) for s in drawing):
-            if len(sx) != len(sy):
-                raise ValueError(f"stroke has {len(sx)} x but {len(sy)} y values")
-            pts.extend(zip(sx, sy, strict=True))
-            lifts.extend([0] * (len(sx) - 1) + [1] if len(sx) else [])
-        out = np.zeros((len(pts), 3), dtype=np.int16)
-        if pts:
-            out[:, :2] = np.diff(np.asarray(pts, dtype=np.int32), axis=0, prepend=0)
-            out[:, 2] = lifts
-        return out
+DEFAULT_ON_LONG: OnLong = "truncate"
 
 
 @dataclass
@@ -52,9 +46,15 @@ class Prediction:
     line: int
     top: list[tuple[str, float]]
     record: dict[str, Any] = field(default_factory=dict)
+    #: Why the drawing was not classified (the length rule that dropped it); None when it was.
+    skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, **self.record, "top": [{"class": c, "prob": p} for c, p in self.top]}
+        """JSON-ready form: ``line``, the record's other keys, ``top`` and, for a dropped drawing, ``skipped``."""
+        doc = {"line": self.line, **self.record, "top": [{"class": c, "prob": p} for c, p in self.top]}
+        if self.skipped is not None:
+            doc["skipped"] = self.skipped
+        return doc
 
 
 def read_ndjson(stream: IO[str], source: str = "<stdin>") -> Iterator[tuple[int, dict[str, Any]]]:
@@ -71,14 +71,45 @@ def read_ndjson(stream: IO[str], source: str = "<stdin>") -> Iterator[tuple[int,
         yield n, rec
 
 
-def _encode(drawing: Any, max_len: int, source: str, line: int) -> np.ndarray:
+@dataclass(frozen=True)
+class LengthRules:
+    """prepare's length rules as the checkpoint's cache info records them (docs/FORMATS.md section 2)."""
+
+    min_len: int = DEFAULT_MIN_LEN
+    max_len: int = DEFAULT_MAX_LEN
+    on_long: OnLong = DEFAULT_ON_LONG
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> LengthRules:
+        """The rules of the cache the checkpoint was trained on; each missing value falls back to the default."""
+        cache = info.get("cache") or {}
+        min_len, max_len, on_long = cache.get("min_len"), cache.get("max_len"), cache.get("on_long")
+        return cls(
+            min_len=DEFAULT_MIN_LEN if min_len is None else int(min_len),
+            max_len=DEFAULT_MAX_LEN if max_len is None else int(max_len),
+            on_long=DEFAULT_ON_LONG if on_long is None else on_long,
+        )
+
+
+def _encode(drawing: Any, rules: LengthRules, source: str, line: int) -> tuple[np.ndarray | None, str | None]:
+    """``(stroke-3 after the length rules, None)``, or ``(None, reason)`` when the rules drop the drawing."""
     try:
         seq = drawing_to_stroke3(drawing)
     except (ValueError, TypeError, IndexError) as exc:
         raise BadRecordError(source, line, "bad drawing", str(exc)) from None
     if len(seq) == 0:
         raise BadRecordError(source, line, "empty drawing")
-    return seq[:max_len]
+    # The very function prepare uses, so a truncated drawing also ends with pen_lift = 1 as in training.
+    res = apply_length_rules(
+        Stroke3Batch(steps=seq, offsets=np.array([0, len(seq)], dtype=np.int64)),
+        rules.min_len, rules.max_len, rules.on_long,
+    )
+    if res.too_short:
+        return None, f"too_short: {len(seq)} points, the model was trained on at least min_len={rules.min_len}"
+    if res.too_long_dropped:
+        return None, (f"too_long_dropped: {len(seq)} points, the model was trained on at most "
+                      f"max_len={rules.max_len} (on_long: drop)")
+    return res.batch[0], None
 
 
 @torch.no_grad()
@@ -108,20 +139,29 @@ def predict_records(
     source: str = "<stdin>",
     batch_size: int = 256,
 ) -> list[Prediction]:
-    """Top-k predictions for ``(line, record)`` pairs as :func:`read_ndjson` yields them."""
+    """Top-k predictions for ``(line, record)`` pairs as :func:`read_ndjson` yields them, one per record.
+
+    A drawing the checkpoint's length rules drop gets ``top == []`` and ``skipped`` set (and a logged warning).
+    """
     classes = list(info["classes"])
-    max_len = int((info.get("cache") or {}).get("max_len") or DEFAULT_MAX_LEN)
-    lines, seqs, extras = [], [], []
+    rules = LengthRules.from_info(info)
+    lines, seqs, extras, skipped = [], [], [], []
     for line, rec in records:
-        seqs.append(_encode(rec["drawing"], max_len, source, line))
+        seq, reason = _encode(rec["drawing"], rules, source, line)
+        if reason is not None:
+            log.warning("%s:%d: not classified (%s)", source, line, reason)
         lines.append(line)
+        seqs.append(seq)
+        skipped.append(reason)
         extras.append({k: v for k, v in rec.items() if k != "drawing"})
-    if not seqs:
-        return []
-    probs = classify(model, seqs, batch_size)
+    kept = [i for i, seq in enumerate(seqs) if seq is not None]
+    row_of = {i: r for r, i in enumerate(kept)}
     k = max(1, min(top_k, len(classes)))
+    probs = classify(model, [seqs[i] for i in kept], batch_size) if kept else np.zeros((0, len(classes)))
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return [
-        Prediction(line, [(classes[j], float(probs[r, j])) for j in top[r]], extra)
-        for r, (line, extra) in enumerate(zip(lines, extras, strict=True))
-    ]
+    out = []
+    for i, (line, extra, reason) in enumerate(zip(lines, extras, skipped, strict=True)):
+        r = row_of.get(i)
+        ranked = [] if r is None else [(classes[j], float(probs[r, j])) for j in top[r]]
+        out.append(Prediction(line, ranked, extra, reason))
+    return out

@@ -32,6 +32,7 @@ import yaml
 from torch import nn
 
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
+from quickdraw.strokes import normalizing_scale
 
 __all__ = [
     "ProgressCallback",
@@ -119,6 +120,7 @@ class TrainParams:
             raise ValueError("invalid train params: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
 
     def to_dict(self) -> dict[str, Any]:
+        """The params as a plain dict (stored in checkpoints and logged to dvclive)."""
         return dataclasses.asdict(self)
 
 
@@ -181,6 +183,7 @@ class TrainResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (paths as strings), what ``quickdraw train --json`` prints."""
         d = dataclasses.asdict(self)
         return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
@@ -247,12 +250,7 @@ def _estimate_xy_scale(ds: SplitLike, subset: np.ndarray, n: int, seed: int) -> 
     rng = np.random.default_rng(seed)
     pick = subset if len(subset) <= n else rng.choice(subset, n, replace=False)
     steps = np.concatenate([np.asarray(ds[int(i)][0])[:, :2] for i in pick]) if len(pick) else np.zeros((0, 2))
-    try:
-        from quickdraw.strokes import normalizing_scale
-
-        scale = normalizing_scale(steps)
-    except ImportError:
-        scale = float(np.std(steps.astype(np.float64))) if len(steps) else float("nan")
+    scale = normalizing_scale(steps)
     if not math.isfinite(scale) or scale <= 0:
         log.warning("could not estimate the input scale (%.3g); using 1.0", scale)
         return 1.0
