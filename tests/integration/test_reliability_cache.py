@@ -146,3 +146,36 @@ def test_damaged_manifest_is_a_clear_error(strokes: tuple[Path, Path], tmp_path:
         quickdraw.load(cv.path)
     res = runner.invoke(app, ["cache", "verify", str(cv.path)])
     assert res.exit_code == 2 and "manifest.json" in res.output and "Traceback" not in res.output
+
+
+ALTERNATE = """
+import sys
+from quickdraw.cache import build_cache
+a, b, root, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+for i in range(n):
+    cv = build_cache(a if i % 2 else b, root, "mini")  # a rebuild of a collected version, or a no-op + LATEST move
+    assert (cv.path / "manifest.json").is_file(), cv.path
+"""
+
+
+def test_gc_racing_builds_never_orphans_latest(strokes: tuple[Path, Path], tmp_path: Path) -> None:
+    """gc in a loop while another process keeps switching LATEST between two versions: gc must never delete
+    the version a build has just pointed LATEST at (it takes the version's build lock and re-reads LATEST)."""
+    build_cache(strokes[0], tmp_path, "mini")
+    proc = subprocess.Popen([sys.executable, "-c", ALTERNATE, str(strokes[0]), str(strokes[1]), str(tmp_path), "12"])
+    removed = 0
+    errors: list[BaseException] = []
+    try:
+        while proc.poll() is None:
+            try:
+                removed += len(gc(tmp_path).removed)
+            except BaseException as exc:  # gc itself must never fail either
+                errors.append(exc)
+                break
+    finally:
+        code = proc.wait(timeout=120)
+    assert code == 0 and not errors, errors
+    latest = (tmp_path / "mini" / "LATEST").read_text().strip()
+    assert (tmp_path / "mini" / latest / "manifest.json").is_file()
+    assert quickdraw.load("mini", root=tmp_path).cache.version == latest
+    assert removed > 0  # gc did run against the builds, not just before or after them

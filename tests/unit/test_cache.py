@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -240,5 +241,158 @@ def test_bad_input_names_the_problem(strokes: Path, tmp_path: Path) -> None:
     with pytest.raises(CacheError, match="part-00000.parquet: row 1"):
         build_cache(bad, tmp_path / "c", "mini", formats=("stroke3",))
     assert list_datasets(tmp_path / "c") == [] and not list((tmp_path / "c" / "mini").glob(".tmp-*"))
-    with pytest.raises(CacheError, match="stroke5"):
-        build_cache(bad, tmp_path / "c", "mini")
+    with pytest.raises(CacheError, match="stroke5"):  # asked for explicitly, but prepare wrote stroke3 only
+        build_cache(bad, tmp_path / "c", "mini", formats=("stroke3", "stroke5"))
+
+
+def test_gc_without_latest_keeps_the_version_load_opens(strokes: Path, strokes_b: Path, tmp_path: Path) -> None:
+    """No LATEST file: load falls back to the newest version, so gc must keep exactly that one (it used to
+    delete every version)."""
+    older = build_cache(strokes, tmp_path, "mini")
+    newer = build_cache(strokes_b, tmp_path, "mini")
+    os.utime(older.path / "manifest.json", (1_000_000, 1_000_000))  # make "newest" unambiguous
+    (tmp_path / "mini" / "LATEST").unlink()
+    assert resolve("mini", root=tmp_path).version == newer.version
+    assert [p.name for p in gc(tmp_path, dry_run=True).removed] == [older.version]
+    report = gc(tmp_path)
+    assert [p.name for p in report.removed] == [older.version] and newer.path.is_dir()
+    assert resolve("mini", root=tmp_path).version == newer.version
+    assert gc(tmp_path).removed == []  # the last version of a name without LATEST is never collected
+
+
+def test_gc_skips_a_version_whose_build_lock_is_held(strokes: Path, strokes_b: Path, tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    old = build_cache(strokes, tmp_path, "mini")
+    build_cache(strokes_b, tmp_path, "mini")
+    with FileLock(str(tmp_path / "mini" / ".locks" / f"{old.version}.lock")):  # a build of `old` is running
+        report = gc(tmp_path)
+        assert report.removed == [] and old.path in report.kept and old.path.is_dir()
+    assert [p.name for p in gc(tmp_path).removed] == [old.version]
+
+
+@pytest.mark.parametrize("pointer", ["LATEST", "PINNED"])
+def test_gc_rereads_latest_and_pinned_under_the_lock(
+    strokes: Path, strokes_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pointer: str
+) -> None:
+    """A build_cache that finishes after gc read LATEST (renames its version in, points LATEST at it, releases
+    the lock) must not lose that version: gc decides again once it holds the version's lock."""
+    import importlib
+
+    import filelock
+
+    gc_mod = importlib.import_module("quickdraw.cache.gc")  # the package attribute `gc` is the function
+
+    old = build_cache(strokes, tmp_path, "mini")
+    new = build_cache(strokes_b, tmp_path, "mini")
+    name_dir = tmp_path / "mini"
+
+    class RacingLock(filelock.FileLock):
+        def acquire(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            # The concurrent build completes just before gc gets the lock (gc has already read LATEST/PINNED).
+            (name_dir / pointer).write_text(old.version + "\n")
+            return super().acquire(*args, **kwargs)
+
+    monkeypatch.setattr(gc_mod, "FileLock", RacingLock)
+    report = gc(tmp_path)
+    assert report.removed == [] and old.path in report.kept and (old.path / "manifest.json").is_file()
+    assert resolve("mini", root=tmp_path).version == (old.version if pointer == "LATEST" else new.version)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fsynced files")
+def test_manifest_is_fsynced_before_the_version_is_renamed_in(
+    strokes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(src, dst) -> None:  # type: ignore[no-untyped-def]
+        events.append(("rename", os.fspath(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    cv = build_cache(strokes, tmp_path, "mini")
+    placed = events.index(("rename", str(cv.path)))
+    synced = [i for i, (kind, p) in enumerate(events) if kind == "fsync" and "manifest.json" in Path(p).name]
+    assert synced and synced[0] < placed, events
+    assert not list(cv.path.glob(".manifest.json.*"))  # write_atomic's temp name never reaches the version
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda m: m.pop("files"), "no 'files' key"),
+        (lambda m: m.pop("formats"), "no 'formats' key"),
+        (lambda m: m.update(files=[]), "'files' is a list"),
+        (lambda m: m.update(formats={"stroke3": {"channels": 3}}), "formats.stroke3 has no 'splits'"),
+        (lambda m: m["files"].update({"x.npy": {"size": "12"}}), "files['x.npy']"),
+    ],
+)
+def test_malformed_manifest_is_a_cache_error_naming_it(strokes: Path, tmp_path: Path, edit, problem: str) -> None:  # type: ignore[no-untyped-def]
+    cv = build_cache(strokes, tmp_path, "mini")
+    path = cv.path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CacheError, match=rf"manifest\.json: malformed manifest \({re.escape(problem)}"):
+        resolve(cv.path)
+    with pytest.raises(CacheError, match="manifest.json"):
+        verify(cv.path)  # was a KeyError from verify.py
+    assert list_versions("mini", tmp_path) == []  # listed versions are skipped with a warning, as before
+
+
+def test_list_datasets_searches_the_project_cache_like_resolve(
+    strokes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `dvc repro` the cache is ./data/cache: load found it by name, list_datasets did not."""
+    import quickdraw as qd
+
+    project = tmp_path / "project"
+    build_cache(strokes, project / "data" / "cache", "animals10")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("QUICKDRAW_CACHE", str(tmp_path / "empty"))
+    monkeypatch.chdir(project)
+    assert qd.list_datasets() == ["animals10"] and list_datasets() == ["animals10"]
+    assert qd.load("animals10").cache.path.parent == project / "data" / "cache" / "animals10"
+    assert [v.version for v in list_versions("animals10")] == [resolve("animals10").version]
+    assert list_datasets(tmp_path / "empty") == []  # an explicit root is the only place looked at
+    with pytest.raises(CacheError, match="have: animals10"):
+        resolve("nope")
+    # The cache root still wins over the project cache for a name in both, for listing as for loading.
+    other = build_cache(strokes, tmp_path / "empty", "animals10", formats=("stroke3",))
+    assert list_datasets() == ["animals10"] and resolve("animals10").version == other.version
+    assert [v.version for v in list_versions("animals10")] == [other.version]
+
+
+def test_default_formats_are_the_prepared_ones(tmp_path: Path) -> None:
+    only3 = write_synthetic_strokes(tmp_path / "s3", CLASSES, 6, seed=4, formats=("stroke3",))
+    cv = build_cache(only3, tmp_path / "c", "mini")  # used to fail: "stroke5: missing"
+    assert cv.formats == ["stroke3"]
+    assert cv.version == build_cache(only3, tmp_path / "c", "mini", formats=("stroke3",)).version
+    both = write_synthetic_strokes(tmp_path / "both", CLASSES, 6, seed=4)
+    assert build_cache(both, tmp_path / "c", "two").formats == ["stroke3", "stroke5"]
+    # prepare's manifest lists its formats: that list wins over stray directories.
+    m = json.loads((both / "_manifest.json").read_text())
+    (both / "_manifest.json").write_text(json.dumps({**m, "formats": ["stroke5"]}))
+    assert build_cache(both, tmp_path / "c", "five").formats == ["stroke5"]
+
+
+def test_write_latest_uses_write_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quickdraw.cache import store
+
+    calls: list[tuple[Path, bytes]] = []
+    monkeypatch.setattr(store, "write_atomic", lambda p, data: calls.append((p, data)))
+    store.write_latest(tmp_path, "0123456789abcdef")
+    assert calls == [(tmp_path / "LATEST", b"0123456789abcdef\n")]
+    assert not hasattr(store, "atomic_write_text")  # the one-line wrapper is gone
+
+
+def test_unexpandable_root_is_a_cache_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUICKDRAW_CACHE", "~no-such-user-qd/cache")
+    with pytest.raises(CacheError, match=r"\$QUICKDRAW_CACHE"):
+        cache_root()

@@ -60,3 +60,48 @@ def test_errors_are_friendly(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no cached dataset 'nope'" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["cache", "build", "--in", str(tmp_path / "missing"), "--name", "x", "--root", str(tmp_path)])
     assert res.exit_code == 2 and "missing" in res.output
+
+
+@pytest.mark.parametrize("drop", ["files", "formats"])
+def test_malformed_manifest_is_friendly(strokes: Path, tmp_path: Path, drop: str) -> None:
+    built = _json(["cache", "build", "--in", str(strokes), "--name", "animals10", "--root", str(tmp_path), "--json"])
+    path = Path(built["path"]) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest[drop]
+    path.write_text(json.dumps(manifest))
+    for cmd in ("verify", "info"):  # used to be a KeyError traceback (verify.py, cv.summary())
+        res = runner.invoke(app, ["cache", cmd, built["path"]])
+        assert res.exit_code == 2 and str(path) in res.output.replace("\n", "") and f"no '{drop}' key" in res.output
+        assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
+    assert _json(["cache", "ls", "--root", str(tmp_path), "--json"])["datasets"] == []
+
+
+def test_build_defaults_to_the_prepared_formats(tmp_path: Path) -> None:
+    only3 = write_synthetic_strokes(tmp_path / "s", ("cat", "dog"), 5, seed=9, formats=("stroke3",))
+    built = _json(["cache", "build", "--in", str(only3), "--name", "a", "--root", str(tmp_path / "c"), "--json"])
+    assert list(built["formats"]) == ["stroke3"]
+    res = runner.invoke(app, ["cache", "build", "--in", str(only3), "--name", "a", "--root", str(tmp_path / "c"),
+                              "--formats", "stroke3,stroke5"])
+    assert res.exit_code == 2 and "stroke5" in res.output and "Traceback" not in res.output
+
+
+def test_ls_lists_the_project_cache(strokes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    built = _json(["cache", "build", "--in", str(strokes), "--name", "animals10",
+                   "--root", str(project / "data" / "cache"), "--json"])
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("QUICKDRAW_CACHE", str(tmp_path / "empty"))
+    monkeypatch.chdir(project)
+    listed = _json(["cache", "ls", "--json"])
+    assert [(d["name"], d["version"]) for d in listed["datasets"]] == [("animals10", built["version"])]
+    assert listed["root"] == str(tmp_path / "empty") and listed["roots"][1] == str(project / "data" / "cache")
+    res = runner.invoke(app, ["cache", "ls"])
+    assert res.exit_code == 0 and "animals10" in res.output
+    assert _json(["cache", "ls", "--root", str(tmp_path / "empty"), "--json"])["datasets"] == []
+
+
+def test_unexpandable_root_is_friendly(strokes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUICKDRAW_CACHE", "~no-such-user-qd/cache")
+    for args in (["build", "--in", str(strokes), "--name", "a"], ["ls"], ["info", "a"]):
+        res = runner.invoke(app, ["cache", *args])
+        assert res.exit_code == 2 and "QUICKDRAW_CACHE" in res.output and "Traceback" not in res.output, args

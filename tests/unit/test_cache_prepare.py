@@ -14,14 +14,18 @@ from quickdraw.pipeline.prepare import prepare
 from quickdraw.sources.schema import table_from_records
 
 
-def test_prepare_output_caches_and_loads(shared_data: Path, tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
+def _fetched(shared_data: Path, raw: Path) -> Path:
     for word in ("cat", "apple", "bee"):
         lines = (shared_data / "full" / "simplified" / f"{word}.ndjson").read_text(encoding="utf-8").splitlines()
         d = raw / word
         d.mkdir(parents=True)
         pq.write_table(table_from_records(json.loads(x) for x in lines if x.strip()), d / "part-00000.parquet")
         (d / "_manifest.json").write_text(json.dumps({"word": word, "schema_version": 1}))
+    return raw
+
+
+def test_prepare_output_caches_and_loads(shared_data: Path, tmp_path: Path) -> None:
+    raw = _fetched(shared_data, tmp_path / "raw")
     prepare(raw, tmp_path / "strokes", normalize=True)
     cv = build_cache(tmp_path / "strokes", tmp_path / "cache", "real")
     assert verify(cv).ok
@@ -38,3 +42,17 @@ def test_prepare_output_caches_and_loads(shared_data: Path, tmp_path: Path) -> N
                 assert ds[i][1] == rows[i]["label"] and ds.key_ids[i] == rows[i]["key_id"]
     s5 = qd.load("real", format="stroke5", root=tmp_path / "cache")
     assert s5[0][0][-1].tolist() == [0, 0, 0, 0, 1]
+
+
+def test_cache_build_after_prepare_of_one_format(shared_data: Path, tmp_path: Path) -> None:
+    """`prepare --formats stroke3` then `cache build` with no --formats: caches stroke3 (was: stroke5 missing)."""
+    from typer.testing import CliRunner
+
+    from quickdraw.cli.app import app
+
+    prepare(_fetched(shared_data, tmp_path / "raw"), tmp_path / "strokes", formats=("stroke3",))
+    res = CliRunner().invoke(app, ["cache", "build", "--in", str(tmp_path / "strokes"), "--name", "real",
+                                   "--root", str(tmp_path / "cache"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert list(json.loads(res.stdout)["formats"]) == ["stroke3"]
+    assert len(qd.load("real", root=tmp_path / "cache")) > 0

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quickdraw.cache.fingerprint import CACHE_FORMAT_VERSION, file_checksum, update_fingerprint, version_id
+from quickdraw.cache.fingerprint import (
+    CACHE_FORMAT_VERSION,
+    file_checksum,
+    update_fingerprint,
+    version_id,
+)
 from quickdraw.cache.gc import GcReport, gc
 from quickdraw.cache.store import (
     CacheVersion,
@@ -21,6 +26,7 @@ from quickdraw.cache.store import (
     list_versions,
     read_latest,
     resolve,
+    search_roots,
     write_latest,
 )
 from quickdraw.cache.verify import Problem, VerifyReport, verify
@@ -43,6 +49,7 @@ __all__ = [
     "list_versions",
     "read_latest",
     "resolve",
+    "search_roots",
     "update_fingerprint",
     "verify",
     "version_id",

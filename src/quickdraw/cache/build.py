@@ -25,7 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from quickdraw.cache.fingerprint import CACHE_FORMAT_VERSION, file_checksum, update_fingerprint, version_id
+from quickdraw._io import write_atomic
+from quickdraw.cache.fingerprint import (
+    CACHE_FORMAT_VERSION,
+    file_checksum,
+    update_fingerprint,
+    version_id,
+)
 from quickdraw.cache.store import (
     LOCK_DIR,
     MANIFEST_FILE,
@@ -39,7 +45,7 @@ from quickdraw.cache.store import (
 )
 from quickdraw.errors import CacheError
 
-__all__ = ["CHANNELS", "META_COLUMNS", "build_cache"]
+__all__ = ["CHANNELS", "META_COLUMNS", "build_cache", "prepared_formats"]
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +78,32 @@ def _split_key(s: str) -> tuple[int, str]:
     return (_SPLIT_ORDER.get(s, 99), s)
 
 
-def _plan(strokes_dir: Path, formats: Sequence[str]) -> _Plan:
+def prepared_formats(strokes_dir: Path) -> list[str]:
+    """The formats a prepare output holds: its ``_manifest.json`` ``formats``, else its ``stroke3/``, ``stroke5/`` dirs.
+
+    `prepare --formats stroke3` writes no stroke5 shards, so a fixed default of both formats would make the
+    following `cache build` fail; caching what was prepared is what the user means when asking for nothing.
+    """
+    try:
+        listed = json.loads((strokes_dir / "_manifest.json").read_text(encoding="utf-8")).get("formats")
+    except (OSError, ValueError, AttributeError):
+        listed = None  # _plan reports a missing or unreadable manifest with the shard-level detail
+    if isinstance(listed, list) and listed:
+        # Only the formats a cache can hold: a prepare format the cache does not know is not an error here.
+        return [fmt for fmt in CHANNELS if fmt in listed]
+    # Older or synthetic prepare outputs without a `formats` list: what is on disk is the answer.
+    return [fmt for fmt in CHANNELS if (strokes_dir / fmt).is_dir()]
+
+
+def _plan(strokes_dir: Path, formats: Sequence[str] | None) -> _Plan:
     if not strokes_dir.is_dir():
         raise CacheError(f"{strokes_dir}: no such directory (the prepare stage's --out)")
     if not (strokes_dir / "_manifest.json").is_file():
         raise CacheError(f"{strokes_dir / '_manifest.json'}: missing; the prepare output is incomplete (rerun prepare)")
+    if formats is None:
+        formats = prepared_formats(strokes_dir)
+        if not formats:
+            raise CacheError(f"{strokes_dir}: no stroke3/ or stroke5/ shards (the prepare output is empty)")
     bad = [f for f in formats if f not in CHANNELS]
     if bad or not formats:
         raise CacheError(f"unknown format(s) {bad or list(formats)!r}: choose from {sorted(CHANNELS)}")
@@ -252,9 +279,11 @@ def build_cache(
     root: str | os.PathLike[str] | None,
     name: str,
     *,
-    formats: Sequence[str] = ("stroke3", "stroke5"),
+    formats: Sequence[str] | None = None,
 ) -> CacheVersion:
     """Build (or reuse) the cache version of prepare's shards under ``ROOT/<name>`` and make it LATEST.
+
+    ``formats=None`` caches every format the prepare output has (:func:`prepared_formats`).
 
     The version id is a fingerprint of the shards' bytes, ``formats`` and the cache format version, so
     building the same input twice is a no-op and yields byte-identical files. Raises :class:`CacheError`
@@ -262,7 +291,7 @@ def build_cache(
     """
     strokes_dir = Path(strokes_dir)
     check_name(name)
-    plan = _plan(strokes_dir, list(formats))
+    plan = _plan(strokes_dir, None if formats is None else list(formats))
     input_fp, shard_list = _input_fingerprint(plan)
     params = {"formats": plan.formats, "splits": {fmt: list(plan.shards[fmt]) for fmt in plan.formats}}
     version = version_id(input_fp, params)
@@ -280,7 +309,9 @@ def build_cache(
         tmp.mkdir()
         try:
             manifest = _build_into(tmp, plan, name, version, input_fp, shard_list, params)
-            (tmp / MANIFEST_FILE).write_text(manifest_json(manifest), encoding="utf-8")
+            # fsynced before the directory rename (write_atomic): the manifest is what makes the version exist,
+            # so after a power cut a renamed-in version must not have an empty or partial one.
+            write_atomic(tmp / MANIFEST_FILE, manifest_json(manifest).encode("utf-8"))
             _fsync_dir(tmp)
             if final.exists():
                 # Only reachable if someone left a manifest-less directory there by hand: not a version.

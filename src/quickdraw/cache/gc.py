@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quickdraw.cache.store import TMP_PREFIX, _is_version_dir, cache_root, check_name, read_latest
+from filelock import FileLock, Timeout
+
+from quickdraw.cache.store import (
+    LOCK_DIR,
+    TMP_PREFIX,
+    _is_version_dir,
+    cache_root,
+    check_name,
+    newest_version,
+    read_latest,
+)
 
 __all__ = ["PINNED_FILE", "GcReport", "gc"]
 
@@ -67,6 +77,27 @@ def read_pinned(name_dir: Path) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
 
 
+def _protected(name_dir: Path) -> set[str]:
+    """Versions gc must not remove: PINNED, plus what ``version="latest"`` opens.
+
+    That is LATEST's target, or, when LATEST is missing, the newest version: ``load`` falls back to it
+    (``store._pick``), so removing it would break loading a name that gc was meant to tidy, not empty.
+    """
+    protected = read_pinned(name_dir)
+    latest = read_latest(name_dir)
+    if latest:
+        protected.add(latest)
+    else:
+        newest = newest_version(name_dir)
+        if newest is not None:
+            protected.add(newest.version)
+    return protected
+
+
+def _is_kept(version: str, protected: set[str], wanted: list[str]) -> bool:
+    return version in protected or any(version.startswith(w) for w in wanted if w)
+
+
 def gc(
     root: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -76,8 +107,9 @@ def gc(
 ) -> GcReport:
     """Remove every version except LATEST, pinned ones and ``keep``, plus temp dirs of dead builds.
 
-    ``keep`` holds version ids (or unique prefixes), or ``name/version``. With ``name`` only that dataset
-    is collected. A temp dir whose builder process is still alive is left alone.
+    Without a LATEST file the newest version stands in for it (the one ``load`` opens then). ``keep`` holds
+    version ids (or unique prefixes), or ``name/version``. With ``name`` only that dataset is collected. A
+    temp dir whose builder process is still alive is left alone, and so is a version whose build lock is held.
     """
     r = cache_root(root)
     report = GcReport(dry_run=dry_run)
@@ -89,10 +121,7 @@ def gc(
         name_dir = r / n
         if not name_dir.is_dir():
             continue
-        protected = read_pinned(name_dir)
-        latest = read_latest(name_dir)
-        if latest:
-            protected.add(latest)
+        protected = _protected(name_dir)
         wanted = [k.split("/", 1)[1] if "/" in k else k for k in keep if "/" not in k or k.split("/", 1)[0] == n]
         for child in sorted(name_dir.iterdir()):
             m = _TMP_RE.match(child.name)
@@ -101,16 +130,41 @@ def gc(
                     log.info("gc: keeping %s (build process %s still running)", child, m.group(2))
                     report.kept.append(child)
                     continue
+                _remove(child, report, dry_run)
             elif _is_version_dir(child) or (child.is_dir() and re.fullmatch(r"[0-9a-f]{16}", child.name)):
-                if child.name in protected or any(child.name.startswith(w) for w in wanted if w):
+                if _is_kept(child.name, protected, wanted):
                     report.kept.append(child)
                     continue
-            else:
-                continue
-            size = _du(child)
-            log.info("gc: removing %s (%d bytes)", child, size)
-            if not dry_run:
-                shutil.rmtree(child, ignore_errors=True)
-            report.removed.append(child)
-            report.freed_bytes += size
+                if dry_run:
+                    _remove(child, report, dry_run)  # nothing is deleted, so there is no race to guard against
+                    continue
+                # A concurrent build_cache of this version may have renamed it in and pointed LATEST at it after
+                # `protected` was read. Builds hold `.locks/<version>.lock` until LATEST is written, so take it
+                # (never wait: a busy lock means a build is using the version right now) and decide again
+                # from LATEST and PINNED as they are while the lock is held.
+                (name_dir / LOCK_DIR).mkdir(exist_ok=True)
+                lock = FileLock(str(name_dir / LOCK_DIR / f"{child.name}.lock"), timeout=0)
+                try:
+                    lock.acquire()
+                except Timeout:
+                    log.info("gc: keeping %s (a build of it holds its lock)", child)
+                    report.kept.append(child)
+                    continue
+                try:
+                    if _is_kept(child.name, _protected(name_dir), wanted):
+                        log.info("gc: keeping %s (became LATEST or pinned while gc ran)", child)
+                        report.kept.append(child)
+                        continue
+                    _remove(child, report, dry_run)
+                finally:
+                    lock.release()
     return report
+
+
+def _remove(path: Path, report: GcReport, dry_run: bool) -> None:
+    size = _du(path)
+    log.info("gc: removing %s (%d bytes)", path, size)
+    if not dry_run:
+        shutil.rmtree(path, ignore_errors=True)
+    report.removed.append(path)
+    report.freed_bytes += size

@@ -31,8 +31,10 @@ __all__ = [
     "check_files",
     "list_datasets",
     "list_versions",
+    "newest_version",
     "read_latest",
     "resolve",
+    "search_roots",
     "write_latest",
 ]
 
@@ -50,13 +52,20 @@ _VERSION_RE = re.compile(r"^[0-9a-f]{4,64}$")
 def cache_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The cache root: ``root`` if given, else ``$QUICKDRAW_CACHE``, else the user cache dir."""
     if root is not None:
-        return Path(root).expanduser()
+        return _expand(root, "cache root")
     env = os.environ.get("QUICKDRAW_CACHE")
     if env:
-        return Path(env).expanduser()
+        return _expand(env, "$QUICKDRAW_CACHE")
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("quickdraw"))
+
+
+def _expand(p: str | os.PathLike[str], what: str) -> Path:
+    try:
+        return Path(p).expanduser()
+    except RuntimeError as exc:  # `~nosuchuser/...` or no home directory: name the setting, not a traceback
+        raise CacheError(f"{what} {os.fspath(p)!r}: cannot expand '~' ({exc})") from None
 
 
 def check_name(name: str) -> str:
@@ -120,8 +129,45 @@ class CacheVersion:
         }
 
 
+# Keys every reader indexes without a guard (CacheVersion, SequenceDataset, verify, `cache ls/info`) and the type
+# each must have: checking them once here turns a hand-edited or foreign manifest into a CacheError naming the
+# file instead of a KeyError/TypeError traceback somewhere downstream.
+_MANIFEST_KEYS: dict[str, type] = {
+    "classes": list,
+    "formats": dict,
+    "files": dict,
+    "counts": dict,
+    "params": dict,
+    "input": dict,
+    "created_by": dict,
+}
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's structure (None when readers can index it safely)."""
+    for key, typ in _MANIFEST_KEYS.items():
+        if key not in manifest:
+            return f"no {key!r} key"
+        if not isinstance(manifest[key], typ):
+            return f"{key!r} is a {type(manifest[key]).__name__}, expected a {typ.__name__}"
+    for fmt, info in manifest["formats"].items():
+        if not isinstance(info, dict) or not isinstance(info.get("channels"), int):
+            return f"formats.{fmt} has no integer 'channels'"
+        if not isinstance(info.get("splits"), dict):
+            return f"formats.{fmt} has no 'splits' object"
+        for split, s in info["splits"].items():
+            if not isinstance(s, dict) or not all(isinstance(s.get(k), int) for k in ("n", "steps", "max_length")):
+                return f"formats.{fmt}.splits.{split} needs integer 'n', 'steps' and 'max_length'"
+    for rel, f in manifest["files"].items():
+        if not isinstance(f, dict) or not isinstance(f.get("size"), int) or not isinstance(f.get("xxh3_128"), str):
+            return f"files[{rel!r}] needs an integer 'size' and a string 'xxh3_128'"
+    if not isinstance(manifest["counts"].get("sequences"), dict):
+        return "counts has no 'sequences' object"
+    return None
+
+
 def read_manifest(version_dir: Path) -> dict[str, Any]:
-    """Read and sanity-check ``manifest.json`` of a version directory."""
+    """Read and sanity-check ``manifest.json`` of a version directory (format version and required keys)."""
     path = version_dir / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -134,6 +180,9 @@ def read_manifest(version_dir: Path) -> dict[str, Any]:
         raise CacheError(
             f"{path}: cache format version {got!r}, this quickdraw reads {CACHE_FORMAT_VERSION} (rebuild the cache)"
         )
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise CacheError(f"{path}: malformed manifest ({problem}); rebuild the cache version")
     return manifest
 
 
@@ -165,11 +214,6 @@ def check_files(cv: CacheVersion, prefix: str = "") -> None:
             )
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + ``os.replace`` so readers see the old or the new content, never half."""
-    write_atomic(path, text.encode("utf-8"))
-
-
 def read_latest(name_dir: Path) -> str | None:
     """The version LATEST points at, or None."""
     try:
@@ -180,24 +224,54 @@ def read_latest(name_dir: Path) -> str | None:
 
 
 def write_latest(name_dir: Path, version: str) -> None:
-    """Point ``name_dir/LATEST`` at ``version`` atomically."""
-    atomic_write_text(Path(name_dir) / LATEST_FILE, version + "\n")
+    """Point ``name_dir/LATEST`` at ``version`` atomically (fsynced temp file + ``os.replace``)."""
+    write_atomic(Path(name_dir) / LATEST_FILE, (version + "\n").encode("utf-8"))
 
 
 def _is_version_dir(p: Path) -> bool:
     return p.is_dir() and bool(_VERSION_RE.match(p.name)) and (p / MANIFEST_FILE).is_file()
 
 
+def search_roots(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where names are looked up, in order: :func:`cache_root`, then (only when no root is given) ``./data/cache``.
+
+    Inside a `dvc repro` project the cache stage writes to ``./data/cache``: a notebook opened there finds
+    (``resolve``) and lists (``list_datasets``, ``quickdraw cache ls``) those datasets without being told the
+    root. One helper so that listing and loading can never disagree about where to look.
+    """
+    roots = [cache_root(root)]
+    if root is None:
+        project = Path.cwd() / PROJECT_CACHE
+        if not _same_dir(project, roots[0]):
+            roots.append(project)
+    return roots
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
+
+
+def find_name_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path | None:
+    """``<root>/<name>`` in the first search root that has it (see :func:`search_roots`), else None."""
+    for r in search_roots(root):
+        if (r / name).is_dir():
+            return r / name
+    return None
+
+
 def list_versions(name: str, root: str | os.PathLike[str] | None = None) -> list[CacheVersion]:
     """Complete versions of ``name``, LATEST first, then newest manifest first."""
-    name_dir = cache_root(root) / check_name(name)
-    return _versions_in(name_dir)
+    name_dir = find_name_dir(check_name(name), root)
+    return _versions_in(name_dir) if name_dir is not None else []
 
 
-def _versions_in(name_dir: Path) -> list[CacheVersion]:
+def _versions_in(name_dir: Path, *, ignore_latest: bool = False) -> list[CacheVersion]:
     if not name_dir.is_dir():
         return []
-    latest = read_latest(name_dir)
+    latest = None if ignore_latest else read_latest(name_dir)
     found: list[tuple[CacheVersion, float]] = []
     for p in name_dir.iterdir():
         if not _is_version_dir(p):
@@ -215,16 +289,34 @@ def _versions_in(name_dir: Path) -> list[CacheVersion]:
     return [v for v, _ in found]
 
 
+def newest_version(name_dir: Path) -> CacheVersion | None:
+    """The most recently written complete version (newest manifest, then smallest id), ignoring LATEST.
+
+    This is what ``version="latest"`` opens when ``LATEST`` is missing (:func:`_pick`), so ``gc`` protects the
+    same version.
+    """
+    versions = _versions_in(name_dir, ignore_latest=True)
+    return versions[0] if versions else None
+
+
 def list_datasets(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names under the cache root that hold at least one complete version, sorted."""
-    r = cache_root(root)
-    if not r.is_dir():
-        return []
-    names = []
-    for d in sorted(r.iterdir()):
-        if d.is_dir() and _NAME_RE.match(d.name) and any(_is_version_dir(p) for p in d.iterdir()):
-            names.append(d.name)
-    return names
+    """Names that hold at least one complete version, sorted, over :func:`search_roots`.
+
+    A name found in several roots counts once, from the root :func:`resolve` would use for it.
+    """
+    names: set[str] = set()
+    for r in search_roots(root):
+        if r.is_dir():
+            names.update(d.name for d in r.iterdir() if d.is_dir() and _NAME_RE.match(d.name))
+    out = []
+    for n in sorted(names):
+        d = find_name_dir(n, root)
+        try:
+            if d is not None and any(_is_version_dir(p) for p in d.iterdir()):
+                out.append(n)
+        except FileNotFoundError:
+            continue  # the name dir was removed between the two looks: not a dataset any more
+    return out
 
 
 def _pick(name_dir: Path, version: str) -> CacheVersion:
@@ -235,6 +327,7 @@ def _pick(name_dir: Path, version: str) -> CacheVersion:
         latest = read_latest(name_dir)
         if latest is None:
             # No pointer (e.g. copied without it): the most recently written version is the sane default.
+            # Without LATEST, `versions` is already newest first, i.e. exactly `newest_version` (gc's rule).
             log.warning("%s has no LATEST pointer; using %s", name_dir, versions[0].version)
             return versions[0]
         match = [v for v in versions if v.version == latest]
@@ -256,8 +349,8 @@ def resolve(
 ) -> CacheVersion:
     """Find a cache version by name (under the root), by a name directory or by a version directory.
 
-    A name is looked up under :func:`cache_root`; when no root is given and the name is not there, under
-    ``./data/cache`` (the DVC project's cache stage output) too.
+    A name is looked up in :func:`search_roots`: :func:`cache_root`, then, when no root is given and the name
+    is not there, ``./data/cache`` (the DVC project's cache stage output).
 
     Raises :class:`CacheError` naming what was looked for and what exists.
     """
@@ -274,16 +367,12 @@ def resolve(
         if p.is_dir() and _VERSION_RE.match(p.name):
             raise CacheError(f"{p / MANIFEST_FILE}: missing; {p} is not a complete cache version (rebuild it)")
         raise CacheError(f"{p}: not a cache version or cache name directory")
-    r = cache_root(root)
-    name_dir = r / text
-    if not name_dir.is_dir() and root is None and (Path.cwd() / PROJECT_CACHE / text).is_dir():
-        # Inside a `dvc repro` project the cache stage writes to ./data/cache: a notebook opened there finds it
-        # by name without being told the root.
-        name_dir = Path.cwd() / PROJECT_CACHE / text
-    if not name_dir.is_dir():
-        have = list_datasets(r)
+    name_dir = find_name_dir(text, root)
+    if name_dir is None:
+        have = list_datasets(root)
         hint = f" (have: {', '.join(have)})" if have else " (the cache is empty: run `quickdraw cache build`)"
-        raise CacheError(f"no cached dataset {text!r} under {r}{hint}")
+        where = " or ".join(str(r) for r in search_roots(root))
+        raise CacheError(f"no cached dataset {text!r} under {where}{hint}")
     return _pick(name_dir, version)
 
 

@@ -34,7 +34,9 @@ def build(
     in_dir: Path = typer.Option(..., "--in", help="The prepare stage's output (holds stroke3/, stroke5/)."),
     name: str = typer.Option(..., "--name", help="Dataset name, e.g. animals10."),
     root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
-    formats: str = typer.Option("stroke3,stroke5", "--formats", help="Comma list of formats to cache."),
+    formats: str = typer.Option(
+        None, "--formats", help="Comma list of formats to cache (default: every format the prepare output has)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Build the cache version of prepare's shards (a no-op when it exists) and make it LATEST.
@@ -43,11 +45,15 @@ def build(
     """
     from quickdraw.cache import cache_root
 
-    with friendly_errors(cache_root(root) / name):
+    # Resolving the root can fail too (a `~user` that does not exist): a one-line error, not a traceback.
+    with friendly_errors():
+        output = cache_root(root) / name
+    with friendly_errors(output):
         from quickdraw.pipeline.cache import run
 
-        fmts = [f.strip() for f in formats.split(",") if f.strip()]
-        summary = run(in_dir, name, root=root, formats=fmts)
+        # None: let build_cache cache what prepare wrote (`prepare --formats stroke3` has no stroke5/).
+        fmts = None if formats is None else [f.strip() for f in formats.split(",") if f.strip()]
+        summary = run(in_dir, name, root=root, formats=fmts)  # type: ignore[arg-type]
     if as_json:
         print_json(summary)
         return
@@ -67,43 +73,43 @@ def ls(
 
     Example: quickdraw cache ls --json
     """
-    from quickdraw.cache import cache_root, list_datasets, list_versions
+    from quickdraw.cache import cache_root, list_datasets, list_versions, search_roots
 
     with friendly_errors():
         r = cache_root(root)
-        rows = [(n, v) for n in list_datasets(r) for v in list_versions(n, r)]
-    if as_json:
-        print_json(
+        # `root` (not `r`) goes down so that, without --root, ./data/cache is listed too, as `load` finds it.
+        roots = search_roots(root)
+        rows = [(n, v) for n in list_datasets(root) for v in list_versions(n, root)]
+        datasets = [
             {
-                "root": str(r),
-                "datasets": [
-                    {
-                        "name": n,
-                        "version": v.version,
-                        "latest": v.is_latest,
-                        "path": str(v.path),
-                        "sequences": v.manifest["counts"]["sequences"],
-                        "size_bytes": v.size_bytes,
-                    }
-                    for n, v in rows
-                ],
+                "name": n,
+                "version": v.version,
+                "latest": v.is_latest,
+                "path": str(v.path),
+                "formats": v.formats,
+                "sequences": v.manifest["counts"]["sequences"],
+                "size_bytes": v.size_bytes,
             }
-        )
+            for n, v in rows
+        ]
+    if as_json:
+        print_json({"root": str(r), "roots": [str(p) for p in roots], "datasets": datasets})
         return
+    where = " or ".join(str(p) for p in roots)
     if not rows:
-        console.print(f"no cached datasets under {r}", highlight=False)
+        console.print(f"no cached datasets under {where}", highlight=False)
         return
-    table = Table(title=f"cache at {r}")
+    table = Table(title=f"cache at {where}")
     for col in ("name", "version", "formats", "sequences", "size"):
         table.add_column(col, justify="right" if col in ("sequences", "size") else "left")
-    for n, v in rows:
-        seqs = v.manifest["counts"]["sequences"]
+    for d in datasets:
+        seqs = d["sequences"]
         table.add_row(
-            n,
-            ("* " if v.is_latest else "  ") + v.version,
-            ",".join(v.formats),
+            d["name"],
+            ("* " if d["latest"] else "  ") + d["version"],
+            ",".join(d["formats"]),
             str(max(seqs.values()) if seqs else 0),
-            _human(v.size_bytes),
+            _human(d["size_bytes"]),
         )
     out_console.print(table)
 
@@ -123,7 +129,7 @@ def info(
 
     with friendly_errors():
         cv = resolve(name, version=version, root=root)
-    s = cv.summary()
+        s = cv.summary()  # reads LATEST and the manifest: its errors are friendly too
     if as_json:
         print_json(s)
         return
