@@ -23,9 +23,12 @@ def run(
     name: str,
     *,
     root: str | os.PathLike[str] | None = None,
-    formats: Sequence[str] = ("stroke3", "stroke5"),
+    formats: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Build (or reuse) the cache of ``strokes_dir`` as ``name`` and return its summary (JSON-ready)."""
+    """Build (or reuse) the cache of ``strokes_dir`` as ``name`` and return its summary (JSON-ready).
+
+    ``formats=None`` caches every format the prepare output holds.
+    """
     cv = build_cache(strokes_dir, root, name, formats=formats)
     summary = cv.summary()
     log.info("cache stage: %s/%s (%d bytes) at %s", cv.name, cv.version, cv.size_bytes, cv.path)
