@@ -20,6 +20,7 @@ Batch work happens on CSR arrays (one flat ``[total, C]`` int16 array plus int64
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -37,6 +38,8 @@ __all__ = [
     "arrow_drawings_to_stroke3",
     "drawing_to_stroke3",
     "normalizing_scale",
+    "scale_from_moments",
+    "xy_moments",
     "pad_stroke5",
     "stroke3_batch_to_stroke5",
     "stroke3_to_points",
@@ -315,12 +318,33 @@ def stroke3_batch_to_stroke5(batch: Stroke3Batch) -> tuple[Int16Array, Int64Arra
     return out, offsets5
 
 
+def xy_moments(steps: npt.ArrayLike) -> tuple[int, int, int]:
+    """Exact integer moments ``(count, sum, sum of squares)`` of the ``dx`` and ``dy`` columns.
+
+    Summing these over batches and taking :func:`scale_from_moments` once gives the same scale as one pass
+    over all the data, with no floating-point drift, which keeps cache manifests byte-identical.
+    """
+    d = np.asarray(steps)[:, 0:2].astype(np.int64)
+    return int(d.size), int(d.sum()), int((d * d).sum())
+
+
+def scale_from_moments(moments: tuple[int, int, int]) -> float | None:
+    """Sketch-RNN's normalising factor (std of all ``dx`` and ``dy`` together) from summed moments; None if empty."""
+    n, s, sq = moments
+    if n == 0:
+        return None
+    mean = s / n
+    return float(math.sqrt(max(sq / n - mean * mean, 0.0)))
+
+
 def normalizing_scale(steps: npt.ArrayLike) -> float:
     """Sketch-RNN's normalising factor: the standard deviation of all ``dx`` and ``dy`` values together.
 
     Compute it over the training split only; divide offsets by it at load time (stored data stay int16).
+    NaN for no data.
     """
     arr = np.asarray(steps)
     if len(arr) == 0:
         return float("nan")
-    return float(np.std(arr[:, 0:2].astype(np.float64)))
+    scale = scale_from_moments(xy_moments(arr))
+    return float("nan") if scale is None else scale

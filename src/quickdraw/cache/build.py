@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -44,6 +43,7 @@ from quickdraw.cache.store import (
     write_latest,
 )
 from quickdraw.errors import CacheError
+from quickdraw.strokes import scale_from_moments, xy_moments
 
 __all__ = ["CHANNELS", "META_COLUMNS", "build_cache", "prepared_formats"]
 
@@ -221,10 +221,8 @@ def _write_split(out: Path, fmt: str, shards: list[_Shard], n_classes: int) -> d
                 key_ids[row : row + m] = batch.column("key_id").to_numpy(zero_copy_only=False)
                 meta_batches.append(batch.select(list(META_COLUMNS)))
                 xy = steps[:, :2] if k == 3 else steps[steps[:, 4] == 0, :2]
-                xy64 = xy.astype(np.int64)
-                s_n += xy64.size
-                s_sum += int(xy64.sum())
-                s_sq += int((xy64 * xy64).sum())
+                n_xy, sum_xy, sq_xy = xy_moments(xy)
+                s_n, s_sum, s_sq = s_n + n_xy, s_sum + sum_xy, s_sq + sq_xy
                 row += m
                 step += len(steps)
         f.flush()
@@ -259,11 +257,11 @@ def _rows_before(shards: list[_Shard], shard: _Shard) -> int:
 
 
 def _scale(moments: tuple[int, int, int]) -> float | None:
-    n, s, sq = moments
-    if n == 0:
+    # Rounded so the manifest stays short and stable; 1.0 (no scaling) for data with no spread.
+    scale = scale_from_moments(moments)
+    if scale is None:
         return None
-    var = sq / n - (s / n) ** 2
-    return round(math.sqrt(var), 6) if var > 0 else 1.0
+    return round(scale, 6) if scale > 0 else 1.0
 
 
 def _fsync_dir(path: Path) -> None:

@@ -43,8 +43,10 @@ from quickdraw.strokes import (
     Stroke3Batch,
     apply_length_rules,
     arrow_drawings_to_stroke3,
+    scale_from_moments,
     stroke3_batch_to_stroke5,
     take_ranges,
+    xy_moments,
 )
 
 __all__ = [
@@ -536,18 +538,13 @@ def _class_tables(cd: _ClassData, fmts: list[str], writers: dict[tuple[str, str]
 
 
 def _train_scale(in_dir: Path, words: list[str], rules: dict[str, Any]) -> float | None:
-    """Std of all dx and dy of the train split after length rules (exact integer sums, then one sqrt)."""
-    total = 0
-    s1 = 0
-    s2 = 0
+    """Std of all dx and dy of the train split after length rules (exact integer sums, then one sqrt).
+
+    None with no train data: JSON has no NaN, and "unknown" is the honest value.
+    """
+    moments = (0, 0, 0)
     for cd in _iter_classes(in_dir, words, columns=["key_id", "drawing"], **rules):
         lo, hi = np.searchsorted(cd.split, [0, 1], side="left")
         steps, _ = _slice_csr(cd.batch.steps, cd.batch.offsets, int(lo), int(hi))
-        d = steps[:, 0:2].astype(np.int64)
-        total += d.size
-        s1 += int(d.sum())
-        s2 += int((d * d).sum())
-    if total == 0:
-        return None  # no train data: JSON has no NaN, and "unknown" is the honest value
-    mean = s1 / total
-    return float(math.sqrt(max(s2 / total - mean * mean, 0.0)))
+        moments = tuple(a + b for a, b in zip(moments, xy_moments(steps)))  # type: ignore[assignment]
+    return scale_from_moments(moments)
