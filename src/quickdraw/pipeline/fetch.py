@@ -249,10 +249,8 @@ def fetch_class(
     for p in cdir.glob("part-*"):
         if p.name not in keep:
             p.unlink()
-    for p in cdir.glob("*.incomplete"):
+    for p in cdir.glob("*.incomplete"):  # pathlib's "*" matches dot-files too
         p.unlink()  # temp files of a write that was killed before its rename
-    for p in cdir.glob(".*.incomplete"):
-        p.unlink()
     qpath = cdir / QUARANTINE
     if qpath.exists():
         with open(qpath, "rb+") as f:
