@@ -27,18 +27,22 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+if str(HERE) not in sys.path:  # run as a script this is already so; imported from elsewhere it is not
+    sys.path.insert(0, str(HERE))
+from _common import MB, parse_args_or_run_child, print_checks, table, work_dir
+from _common import best_of as _best_of
+from _common import peak_rss_mb as _peak_rss_mb
+from _common import run_child as _run_child
+
 WORD = "cat"
 BUCKET = "quickdraw_bench"
-MB = 1e6  # MB and MB/s are 10^6 bytes throughout
 
 TARGET_SPEEDUP = 15.0
 TARGET_RSS_MB = 500.0
@@ -46,20 +50,6 @@ TARGET_CAP_BYTES = 2 * MB
 
 
 # ----------------------------------------------------------------------------------------------- children
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM), in MB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB  # KiB on Linux
 
 
 def _rss_mb() -> float:
@@ -150,36 +140,14 @@ def run_child(kind: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str,
             shutil.rmtree(out)
         elif out.exists():
             out.unlink()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)]
-    p = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=3600)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} child failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-    return dict(json.loads(lines[-1][len("RESULT "):]))
+    return _run_child(__file__, kind, spec, env)
 
 
 def best_of(kind: str, spec: dict[str, Any], env: dict[str, str], repeat: int, label: str) -> dict[str, Any]:
     """Run a scenario ``repeat`` times, each in a fresh process and a fresh output dir; keep the fastest run,
     with the highest peak RSS seen over all runs."""
-    runs = []
-    for i in range(repeat):
-        r = run_child(kind, spec, env)
-        runs.append(r)
-        print(f"  {label} run {i + 1}/{repeat}: {r['seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
-    best = dict(min(runs, key=lambda r: r["seconds"]))
-    best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-    best["all_seconds"] = [r["seconds"] for r in runs]
-    return best
-
-
-def _fmt_row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([_fmt_row(header, widths), sep, *(_fmt_row(r, widths) for r in rows)])
+    return _best_of(lambda: run_child(kind, spec, env), repeat, label,
+                    lambda r: f"{r['seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
 
 
 def main() -> int:
@@ -190,25 +158,14 @@ def main() -> int:
     ap.add_argument("--baseline-repeat", type=int, default=2, help="runs of the (slow) baseline")
     ap.add_argument("--no-gcs", action="store_true", help="skip the GCS emulator scenarios")
     ap.add_argument("--no-scale", action="store_true", help="skip the RSS-vs-input-size scenario")
-    ap.add_argument("--json", type=Path, help="also write all results here")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    a = ap.parse_args()
-
-    if a.child:
-        kind, spec = a.child
-        print("RESULT " + json.dumps(CHILDREN[kind](json.loads(spec))), flush=True)
+    a = parse_args_or_run_child(ap, CHILDREN)
+    if a is None:  # ran one scenario as a child process
         return 0
 
     sys.path[:0] = [str(HERE), str(REPO)]  # _synth, tests.emulator
     from _synth import write_class_file
 
-    tmp = None
-    if a.keep:
-        root = a.keep.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bench_fetch-")
-        root = Path(tmp.name)
+    root, tmp = work_dir(a.keep, "bench_fetch-")
     emu = None
     try:
         # ---- inputs
@@ -345,10 +302,7 @@ def report(res: dict[str, Any], a: argparse.Namespace) -> None:
         g = (res["gcs"]["drawings"] / res["gcs"]["seconds"]) / base_dps
         checks.append((f"speed-up vs baseline (GCS emulator) >= {TARGET_SPEEDUP:g}x", f"{g:.1f}x", g >= TARGET_SPEEDUP))
     print()
-    for name, val, ok in checks:
-        print(f"{'PASS' if ok else 'MISS'}  {name}  {val}")
-    res["ok"] = all(ok for _, _, ok in checks)
-    res["checks"] = [{"target": n, "value": v, "ok": ok} for n, v, ok in checks]
+    print_checks(res, checks)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,20 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-MB = 1e6
+if str(HERE) not in sys.path:  # run as a script this is already so; imported from elsewhere it is not
+    sys.path.insert(0, str(HERE))
+from _common import best_of as _best_of
+from _common import parse_args_or_run_child, print_checks, table, work_dir
+from _common import peak_rss_mb as _peak_rss_mb
+from _common import run_child as _run_child
+
 SHARED = Path(os.environ.get("QUICKDRAW_SHARED_DATA", "/work/shared/data/quickdraw_dataset")) / "full" / "simplified"
 CLASSES = ["cat", "dog", "apple", "banana", "bicycle", "car", "fish", "house", "tree", "snake"]
 MIN_LEN, MAX_LEN = 6, 250  # prepare's defaults
@@ -131,19 +135,6 @@ def random_batches(n: int, bs: int, seed: int = 0) -> list[Any]:
 # ----------------------------------------------------------------------------------------------- children
 
 
-def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
-
-
 def child_loader(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
@@ -192,35 +183,9 @@ CHILDREN = {"loader": child_loader}
 # ------------------------------------------------------------------------------------------------- parent
 
 
-def run_child(kind: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)]
-    p = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=3600)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} child failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-    return dict(json.loads(lines[-1][len("RESULT "):]))
-
-
 def best_of(kind: str, spec: dict[str, Any], env: dict[str, str], repeat: int, label: str) -> dict[str, Any]:
-    runs = []
-    for i in range(repeat):
-        r = run_child(kind, spec, env)
-        runs.append(r)
-        print(f"  {label} run {i + 1}/{repeat}: {r['seconds']:.2f} s, {r['sequences'] / r['seconds']:,.0f} seq/s", flush=True)
-    best = dict(min(runs, key=lambda r: r["seconds"]))
-    best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-    best["all_seconds"] = [r["seconds"] for r in runs]
-    return best
-
-
-def _fmt_row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([_fmt_row(header, widths), sep, *(_fmt_row(r, widths) for r in rows)])
+    return _best_of(lambda: _run_child(__file__, kind, spec, env), repeat, label,
+                    lambda r: f"{r['seconds']:.2f} s, {r['sequences'] / r['seconds']:,.0f} seq/s")
 
 
 def main() -> int:
@@ -230,13 +195,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per scenario; best is shown")
     ap.add_argument("--formats", default="stroke3,stroke5")
     ap.add_argument("--keep", type=Path, help="work dir to keep")
-    ap.add_argument("--json", type=Path, help="also write all results here")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    a = ap.parse_args()
-
-    if a.child:
-        kind, spec = a.child
-        print("RESULT " + json.dumps(CHILDREN[kind](json.loads(spec))), flush=True)
+    a = parse_args_or_run_child(ap, CHILDREN)
+    if a is None:  # ran one scenario as a child process
         return 0
 
     if not SHARED.is_dir() or not any(SHARED.glob("*.ndjson")):
@@ -254,13 +214,7 @@ def main() -> int:
           f"({time.perf_counter() - t0:.1f} s)", flush=True)
     lengths3 = np.random.default_rng(0).choice(real3, size=a.n, replace=True).astype(np.int64)
 
-    tmp = None
-    if a.keep:
-        root = a.keep.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bench_loader-")
-        root = Path(tmp.name)
+    root, tmp = work_dir(a.keep, "bench_loader-")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     res: dict[str, Any] = {"n": a.n, "real_drawings": len(points), "real_kept": len(real3)}
@@ -336,10 +290,7 @@ def report(res: dict[str, Any], a: argparse.Namespace, fmts: list[str], scenario
         checks.append((f"{fmt}: DataLoader num_workers=0 >= {TARGET_SEQ_PER_S:,.0f} sequences/s", f"{sps:,.0f}",
                        sps >= TARGET_SEQ_PER_S))
     print()
-    for name, val, ok in checks:
-        print(f"{'PASS' if ok else 'MISS'}  {name}  {val}")
-    res["ok"] = all(ok for _, _, ok in checks)
-    res["checks"] = [{"target": n, "value": v, "ok": ok} for n, v, ok in checks]
+    print_checks(res, checks)
 
 
 if __name__ == "__main__":

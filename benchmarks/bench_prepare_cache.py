@@ -32,16 +32,20 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-MB = 1e6
+if str(HERE) not in sys.path:  # run as a script this is already so; imported from elsewhere it is not
+    sys.path.insert(0, str(HERE))
+from _common import MB, parse_args_or_run_child, print_checks, table, work_dir
+from _common import best_of as _best_of
+from _common import peak_rss_mb as _peak_rss_mb
+from _common import run_child as _run_child
+
 CLASSES = ["cat", "dog", "apple", "banana", "bicycle", "car", "fish", "house", "tree", "snake"]
 
 TARGET_OPEN_S = 0.050
@@ -151,19 +155,6 @@ def write_strokes(out: Path, n: int, classes: list[str]) -> float:
 # ----------------------------------------------------------------------------------------------- children
 
 
-def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
-
-
 def child_prepare(spec: dict[str, Any]) -> dict[str, Any]:
     from quickdraw.pipeline.prepare import prepare
 
@@ -270,42 +261,17 @@ CHILDREN = {"prepare": child_prepare, "baseline": child_baseline, "build": child
 def run_child(kind: str, spec: dict[str, Any], env: dict[str, str], fresh: str | None = None) -> dict[str, Any]:
     if fresh:  # an output that must not exist (prepare cleans, but build_cache would be a no-op)
         shutil.rmtree(spec[fresh], ignore_errors=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=3600)
-    wall = time.perf_counter() - t0
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} child failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-    r = dict(json.loads(lines[-1][len("RESULT "):]))
-    r["process_wall"] = wall
-    return r
+    return _run_child(__file__, kind, spec, env, wall_key="process_wall")
 
 
 def best_of(kind: str, spec: dict[str, Any], env: dict[str, str], repeat: int, label: str,
             fresh: str | None = None, key: str = "seconds") -> dict[str, Any]:
-    runs = []
-    for i in range(repeat):
-        r = run_child(kind, spec, env, fresh)
-        runs.append(r)
-        print(f"  {label} run {i + 1}/{repeat}: {r[key]:.4g} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
-    best = dict(min(runs, key=lambda r: r[key]))
-    best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-    best["all"] = [r[key] for r in runs]
+    best = _best_of(lambda: run_child(kind, spec, env, fresh), repeat, label,
+                    lambda r: f"{r[key]:.4g} s, peak RSS {r['peak_rss_mb']:.0f} MB",
+                    key=key, all_key="all", also_min=("access_seconds",))
     if "access_seconds" in best:
-        best["access_seconds"] = min(r["access_seconds"] for r in runs)
         print(f"  {label}: ds[i] per call, best of {repeat}: {best['access_seconds'] * 1e6:.2f} us", flush=True)
     return best
-
-
-def _fmt_row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([_fmt_row(header, widths), sep, *(_fmt_row(r, widths) for r in rows)])
 
 
 def _dir_mb(p: Path) -> float:
@@ -320,23 +286,12 @@ def main() -> int:
     ap.add_argument("--access", type=int, default=1_000_000, help="random ds[i] calls timed")
     ap.add_argument("--repeat", type=int, default=3, help="runs per scenario; best is shown")
     ap.add_argument("--keep", type=Path, help="work dir to keep (inputs are cached there)")
-    ap.add_argument("--json", type=Path, help="also write all results here")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    a = ap.parse_args()
-
-    if a.child:
-        kind, spec = a.child
-        print("RESULT " + json.dumps(CHILDREN[kind](json.loads(spec))), flush=True)
+    a = parse_args_or_run_child(ap, CHILDREN)
+    if a is None:  # ran one scenario as a child process
         return 0
 
     pn = a.prepare_n or a.n
-    tmp = None
-    if a.keep:
-        root = a.keep.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bench_prepare_cache-")
-        root = Path(tmp.name)
+    root, tmp = work_dir(a.keep, "bench_prepare_cache-")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("QUICKDRAW_CACHE", None)
@@ -445,11 +400,8 @@ def report(res: dict[str, Any], a: argparse.Namespace, pn: int) -> None:
          f"{worst:.3f} s", worst < TARGET_STATS_S),
     ]
     print()
-    for name, val, ok in checks:
-        print(f"{'PASS' if ok else 'MISS'}  {name}  {val}")
+    print_checks(res, checks)
     print(f"info  qd.load incl. its lazy imports: {oc['seconds'] * 1e3:.0f} ms (not a target)")
-    res["ok"] = all(ok for _, _, ok in checks)
-    res["checks"] = [{"target": n, "value": v, "ok": ok} for n, v, ok in checks]
 
 
 if __name__ == "__main__":

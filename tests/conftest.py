@@ -15,6 +15,18 @@ import pytest
 from tests.emulator import BUCKET, SHARED_DATA, Emulator, start_emulator
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures(...)``); the
+    previous count is restored after the module, for the other test modules."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The mini mirror of the bucket in ../shared (skips where it is absent)."""

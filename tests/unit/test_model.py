@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,14 +16,8 @@ from quickdraw.models import (
     reverse_index,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads and the machine is shared; restore for other test modules.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models gain nothing from threads and the machine is shared (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(seed: int, B: int = 7, T: int = 23, C: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,8 +6,6 @@ The data come from a small in-test stand-in with the ``SequenceDataset`` attribu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import csv
 import io
 import json
@@ -33,14 +31,8 @@ from quickdraw.pipeline.evaluate import evaluate_on, locate_cache
 from quickdraw.pipeline.predict import LengthRules, predict_records, read_ndjson
 from quickdraw.pipeline.train import TrainParams, load_params, train_on
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads and the machine is shared; restore for other test modules.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models gain nothing from threads and the machine is shared (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CLASSES = ["circle", "line", "zigzag"]
 

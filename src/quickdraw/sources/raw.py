@@ -195,6 +195,32 @@ def _rdp(px, py, n, eps, keep, stack):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
+def _bbox(x, y, start, stop):  # type: ignore[no-untyped-def]
+    """Bounding box of points ``start:stop``: (min x, min y, larger side); no points give (inf, inf, -inf)."""
+    minx = np.inf
+    miny = np.inf
+    maxx = -np.inf
+    maxy = -np.inf
+    for i in range(start, stop):
+        minx = min(minx, x[i])
+        maxx = max(maxx, x[i])
+        miny = min(miny, y[i])
+        maxy = max(maxy, y[i])
+    return minx, miny, max(maxx - minx, maxy - miny)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push(rx, ry, r, vx, vy):  # type: ignore[no-untyped-def]
+    """Store point ``r`` (doubling ``rx``/``ry`` when full); returns the arrays and ``r + 1``."""
+    if r >= rx.shape[0]:
+        rx = np.concatenate((rx, np.empty(rx.shape[0], np.float64)))
+        ry = np.concatenate((ry, np.empty(ry.shape[0], np.float64)))
+    rx[r] = vx
+    ry[r] = vy
+    return rx, ry, r + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):  # type: ignore[no-untyped-def]
     n_draw = n_strokes.shape[0]
     p = 0  # input point cursor
@@ -212,16 +238,7 @@ def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):
         npts = 0
         for k in range(s, s + ns):
             npts += stroke_pts[k]
-        minx = np.inf
-        miny = np.inf
-        maxx = -np.inf
-        maxy = -np.inf
-        for i in range(p, p + npts):
-            minx = min(minx, x[i])
-            maxx = max(maxx, x[i])
-            miny = min(miny, y[i])
-            maxy = max(maxy, y[i])
-        ext = max(maxx - minx, maxy - miny)
+        minx, miny, ext = _bbox(x, y, p, p + npts)
         if ext <= 0:
             ext = 255.0  # a drawing that is one point: scale 1
         for k in range(s, s + ns):
@@ -230,12 +247,7 @@ def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):
             r = 0
             px = (x[p] - minx) * 255.0 / ext
             py = (y[p] - miny) * 255.0 / ext
-            if r >= rx.shape[0]:
-                rx = np.concatenate((rx, np.empty(rx.shape[0], np.float64)))
-                ry = np.concatenate((ry, np.empty(ry.shape[0], np.float64)))
-            rx[r] = px
-            ry[r] = py
-            r += 1
+            rx, ry, r = _push(rx, ry, r, px, py)
             carry = 0.0  # distance walked since the last emitted point
             for i in range(p + 1, p + m):
                 qx = (x[i] - minx) * 255.0 / ext
@@ -243,23 +255,13 @@ def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):
                 seg = math.sqrt((qx - px) ** 2 + (qy - py) ** 2)
                 t = spacing - carry
                 while t <= seg:
-                    if r >= rx.shape[0]:
-                        rx = np.concatenate((rx, np.empty(rx.shape[0], np.float64)))
-                        ry = np.concatenate((ry, np.empty(ry.shape[0], np.float64)))
                     f = t / seg
-                    rx[r] = px + (qx - px) * f
-                    ry[r] = py + (qy - py) * f
-                    r += 1
+                    rx, ry, r = _push(rx, ry, r, px + (qx - px) * f, py + (qy - py) * f)
                     t += spacing
                 carry = seg - (t - spacing)
                 px, py = qx, qy
             if m > 1 and (rx[r - 1] != px or ry[r - 1] != py):
-                if r >= rx.shape[0]:
-                    rx = np.concatenate((rx, np.empty(rx.shape[0], np.float64)))
-                    ry = np.concatenate((ry, np.empty(ry.shape[0], np.float64)))
-                rx[r] = px
-                ry[r] = py
-                r += 1
+                rx, ry, r = _push(rx, ry, r, px, py)
             if keep.shape[0] < r:
                 keep = np.empty(rx.shape[0], np.bool_)
                 stack = np.empty((rx.shape[0] + 2, 2), np.int64)
@@ -315,16 +317,7 @@ def _bound_kernel(x, y, stroke_pts, n_strokes):  # type: ignore[no-untyped-def]
         if npts == 0:
             s += ns
             continue
-        minx = np.inf
-        miny = np.inf
-        maxx = -np.inf
-        maxy = -np.inf
-        for i in range(p, p + npts):
-            minx = min(minx, x[i])
-            maxx = max(maxx, x[i])
-            miny = min(miny, y[i])
-            maxy = max(maxy, y[i])
-        ext = max(maxx - minx, maxy - miny)
+        ext = _bbox(x, y, p, p + npts)[2]
         scale = 255.0 / ext if ext > 0 else 1.0
         for k in range(s, s + ns):
             m = stroke_pts[k]
