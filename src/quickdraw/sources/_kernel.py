@@ -5,7 +5,7 @@ orjson returns Python lists that must then be flattened per drawing; both are fa
 target. Every line of the public files has the same shape::
 
     {"word":"cat","countrycode":"BR","timestamp":"2017-03-26 18:43:54.78083 UTC","recognized":true,
-     "key_id":"4647694628814848","drawing":[[[x,...],[y,...]],...]}
+     "key_id":"5000000000000001","drawing":[[[x,...],[y,...]],...]}
 
 so this scanner accepts exactly that shape and nothing else, writing straight into flat arrays. A line it
 does not accept is *not* judged bad: the caller sends its chunk to the exact path
