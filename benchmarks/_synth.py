@@ -2,7 +2,7 @@
 
 Every line has the exact byte shape of the public files (no spaces, same key order)::
 
-    {"word":"cat","countrycode":"BR","timestamp":"2017-03-26 18:43:54.78083 UTC","recognized":true,"key_id":"5000000000000001","drawing":[[[x,...],[y,...]],...]}
+    {"word":"cat","countrycode":"BR","timestamp":"2017-03-01 12:00:00.12345 UTC","recognized":true,"key_id":"5000000000000001","drawing":[[[x,...],[y,...]],...]}
 
 and the distributions are fitted to summary statistics of real simplified drawings (no real data is copied):
 

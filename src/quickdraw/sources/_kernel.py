@@ -4,7 +4,7 @@ Why not a JSON library: Arrow's JSON reader builds list<list<list<int64>>> at ~5
 orjson returns Python lists that must then be flattened per drawing; both are far from the 15x-a-notebook
 target. Every line of the public files has the same shape::
 
-    {"word":"cat","countrycode":"BR","timestamp":"2017-03-26 18:43:54.78083 UTC","recognized":true,
+    {"word":"cat","countrycode":"BR","timestamp":"2017-03-01 12:00:00.12345 UTC","recognized":true,
      "key_id":"5000000000000001","drawing":[[[x,...],[y,...]],...]}
 
 so this scanner accepts exactly that shape and nothing else, writing straight into flat arrays. A line it

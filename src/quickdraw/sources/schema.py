@@ -33,7 +33,7 @@ DRAWING_SCHEMA = pa.schema(
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    """Parse the dataset's ``"2017-03-26 18:43:54.78083 UTC"`` form into an aware datetime."""
+    """Parse the dataset's ``"2017-03-01 12:00:00.12345 UTC"`` form into an aware datetime."""
     body = text[:-4] if text.endswith(" UTC") else text
     return dt.datetime.fromisoformat(body).replace(tzinfo=dt.timezone.utc)
 
