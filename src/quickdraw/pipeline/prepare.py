@@ -366,6 +366,8 @@ def _resolve_classes(in_dir: Path, classes: str | Sequence[str] | None) -> list[
 def _clean_previous(out_dir: Path) -> None:
     # Stale parts of an earlier run (say with more classes) must not survive next to the new ones.
     (out_dir / MANIFEST).unlink(missing_ok=True)
+    for p in out_dir.glob("*.incomplete"):  # the manifest's temp file of a run killed while writing it
+        p.unlink()
     for fmt in FORMATS:
         for split in SPLITS:
             d = out_dir / fmt / split
