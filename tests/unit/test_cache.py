@@ -396,3 +396,16 @@ def test_unexpandable_root_is_a_cache_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("QUICKDRAW_CACHE", "~no-such-user-qd/cache")
     with pytest.raises(CacheError, match=r"\$QUICKDRAW_CACHE"):
         cache_root()
+
+
+def test_gc_removes_temp_files_of_dead_writers_only(strokes: Path, tmp_path: Path) -> None:
+    # A build killed while replacing LATEST leaves `.LATEST.<pid>.incomplete` beside the versions.
+    cv = build_cache(strokes, tmp_path, "mini")
+    name_dir = cv.path.parent
+    dead = name_dir / ".LATEST.999999999.incomplete"
+    alive = name_dir / f".LATEST.{os.getpid()}.incomplete"
+    dead.write_text("x")
+    alive.write_text("x")
+    report = gc(tmp_path)
+    assert dead in report.removed and not dead.exists()
+    assert alive.exists() and cv.path.exists()

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # trained on).
 PINNED_FILE = "PINNED"
 _TMP_RE = re.compile(rf"^{re.escape(TMP_PREFIX)}([0-9a-f]+)-(\d+)$")
+# quickdraw._io.write_atomic's temp files (e.g. `.LATEST.<pid>.incomplete` left by a killed build)
+_TMP_FILE_RE = re.compile(r"^\..+\.(\d+)\.incomplete$")
 
 
 @dataclass
@@ -65,6 +67,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
@@ -124,6 +128,11 @@ def gc(
         protected = _protected(name_dir)
         wanted = [k.split("/", 1)[1] if "/" in k else k for k in keep if "/" not in k or k.split("/", 1)[0] == n]
         for child in sorted(name_dir.iterdir()):
+            f = _TMP_FILE_RE.match(child.name)
+            if f and child.is_file():
+                if not _pid_alive(int(f.group(1))):
+                    _remove(child, report, dry_run)
+                continue
             m = _TMP_RE.match(child.name)
             if m and child.is_dir():
                 if _pid_alive(int(m.group(2))):
@@ -165,6 +174,9 @@ def _remove(path: Path, report: GcReport, dry_run: bool) -> None:
     size = _du(path)
     log.info("gc: removing %s (%d bytes)", path, size)
     if not dry_run:
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     report.removed.append(path)
     report.freed_bytes += size
