@@ -182,6 +182,36 @@ def test_byte_identical_reruns(fetched: Path, tmp_path: Path) -> None:
     assert tree_bytes(tmp_path / "a") == a
 
 
+def test_batched_conversion_and_row_group_writes_change_no_byte(fetched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classes are converted a few drawings at a time and written one row group at a time (to bound memory):
+    neither the read batch size nor a wrong n_points (only a capacity hint) may change a byte, and the
+    row groups stay whole classes cut every ROW_GROUP_ROWS rows."""
+    import quickdraw.pipeline.prepare as prep
+
+    monkeypatch.setattr(prep, "ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(prep, "PART_ROWS", 60)
+    ref = prepare(fetched, tmp_path / "ref", normalize=True, max_len=30, seed=5)
+    for batch_rows in (1, 7, 1000):
+        monkeypatch.setattr(prep, "_READ_BATCH_ROWS", batch_rows)
+        prepare(fetched, tmp_path / f"b{batch_rows}", normalize=True, max_len=30, seed=5)
+        assert tree_bytes(tmp_path / f"b{batch_rows}") == tree_bytes(tmp_path / "ref")
+    # Too small and too large capacity hints: the steps buffer grows or is trimmed, the output is the same.
+    for factor in (0, 3):
+        real = prep._class_stroke3
+        monkeypatch.setattr(prep, "_class_stroke3", lambda *a, f=factor, real=real: real(*a[:-1], None if a[-1] is None else a[-1] * f))
+        prepare(fetched, tmp_path / f"h{factor}", normalize=True, max_len=30, seed=5)
+        monkeypatch.setattr(prep, "_class_stroke3", real)
+        assert tree_bytes(tmp_path / f"h{factor}") == tree_bytes(tmp_path / "ref")
+    # Row groups: at most ROW_GROUP_ROWS rows, never spanning two classes; parts roll over at class boundaries.
+    counts = ref.per_class
+    for split in SPLITS:
+        files = sorted((tmp_path / "ref" / "stroke5" / split).glob("part-*.parquet"))
+        groups = [pq.ParquetFile(f).metadata.row_group(i).num_rows for f in files for i in range(pq.ParquetFile(f).metadata.num_row_groups)]
+        expected = [min(8, counts[w][split] - a) for w in ref.classes for a in range(0, counts[w][split], 8)]
+        assert groups == expected
+        assert len(files) == (2 if counts["cat"][split] >= 60 and counts["dog"][split] else 1)
+
+
 def test_duplicates_keep_first(tmp_path: Path) -> None:
     root = tmp_path / "raw"
     cat = make_records("cat", 30, 1, n_points=(10, 20))

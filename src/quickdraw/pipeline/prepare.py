@@ -11,7 +11,9 @@ Guarantees:
 * **Stable splits**: a drawing's split is a pure function of ``(key_id, seed, fractions)`` -- a 64-bit
   mix of the key id, never its position, class or the caps -- so adding a class or fetching more drawings
   never moves an existing drawing to another split.
-* **Bounded memory**: one class is in memory at a time; shards grow by one row group per class.
+* **Bounded memory**: a class is read and converted a batch of drawings at a time and only its int16
+  stroke-3 steps (plus the small metadata columns) are held; shard rows (sorted, stroke-5) are built one
+  row group at a time in the writer threads. Shards grow by whole row groups per class.
 * **Atomic**: files are written as ``*.incomplete`` and renamed; ``_manifest.json`` is removed first and
   written last, so an interrupted run never looks complete.
 """
@@ -192,12 +194,30 @@ def input_fingerprint(in_dir: str | Path, classes: Sequence[str]) -> str:
 
 @dataclass
 class _ClassData:
+    """One class after dedup and length rules; its shard rows are built one row group at a time.
+
+    Only the kept stroke-3 steps (int16, source order) and the small metadata table are held: the
+    sorted copy of the steps and the stroke-5 form exist for one row group at a time (in the writer
+    thread), never for the whole class.
+    """
+
     word: str
     label: int
     table: pa.Table  # kept rows (after dedup and length rules), sorted by (split, key_id); no drawing column
     split: npt.NDArray[np.int8]  # per row of table
-    batch: Stroke3Batch  # stroke-3 per row of table
+    batch: Stroke3Batch  # stroke-3 of the kept drawings, in source order (NOT the order of table)
+    order: npt.NDArray[np.int64]  # row i of table is sequence order[i] of batch
     counts: dict[str, int]
+
+    def rows(self, lo: int, hi: int) -> Stroke3Batch:
+        """Stroke-3 of table rows ``lo:hi`` (a fresh, compact CSR)."""
+        rows, offsets = take_ranges(self.batch.offsets, self.order[lo:hi])
+        return Stroke3Batch(self.batch.steps[rows], offsets)
+
+
+#: Drawings converted at a time while reading: bounds the decoded nested Arrow data and the int16/int64
+#: temporaries of the conversion, whatever the class size.
+_READ_BATCH_ROWS = 16_384
 
 
 def _read_class(in_dir: Path, word: str, columns: list[str] | None) -> pa.Table:
@@ -213,6 +233,17 @@ def _fetch_schema(columns: list[str] | None) -> pa.Schema:
     from quickdraw.sources.schema import DRAWING_SCHEMA
 
     return DRAWING_SCHEMA if columns is None else pa.schema([DRAWING_SCHEMA.field(c) for c in columns])
+
+
+def _iter_drawing_batches(in_dir: Path, word: str) -> Iterator[pa.Array]:
+    """The class's ``drawing`` column in source order, ``_READ_BATCH_ROWS`` drawings at a time."""
+    for p in class_parts(in_dir, word):
+        pf = pq.ParquetFile(p)
+        try:
+            for rb in pf.iter_batches(batch_size=_READ_BATCH_ROWS, columns=["drawing"], use_threads=False):
+                yield rb.column(0)
+        finally:
+            pf.close()
 
 
 class _Deduper:
@@ -239,6 +270,58 @@ class _Deduper:
         return mask
 
 
+def _class_stroke3(
+    in_dir: Path, word: str, first: npt.NDArray[np.bool_], min_len: int, max_len: int, on_long: OnLong, capacity: int | None = None
+) -> tuple[Stroke3Batch, npt.NDArray[np.bool_], dict[str, int]]:
+    """Stroke-3 of the class's first occurrences after the length rules, read and converted in batches.
+
+    The length rules and the stroke-3 encoding are per drawing, so converting batch by batch gives the
+    same steps as converting the whole class at once. Kept steps go straight into one growing int16
+    array (``capacity``: expected total steps, e.g. from ``n_points``; only a hint), so the class's steps
+    exist once, not as batches plus their concatenation.
+    Returns the kept sequences (source order), the kept mask over the first occurrences and the counts.
+    """
+    steps = np.empty((capacity or 0, 3), dtype=np.int16)
+    used = 0
+    lengths: list[npt.NDArray[np.int64]] = []
+    kept: list[npt.NDArray[np.bool_]] = []
+    counts = {"too_short": 0, "too_long_dropped": 0, "truncated": 0}
+    pos = 0
+    n_first = int(first.sum())
+    for drawings in _iter_drawing_batches(in_dir, word):
+        sel = first[pos : pos + len(drawings)]
+        pos += len(drawings)
+        if not sel.all():
+            drawings = drawings.filter(pa.array(sel))
+        rules = apply_length_rules(arrow_drawings_to_stroke3(drawings), min_len=min_len, max_len=max_len, on_long=on_long)
+        del drawings
+        new = rules.batch.steps
+        if used + len(new) > len(steps):
+            # No (or a wrong) hint: grow geometrically, aiming at the whole class from the steps per drawing so far.
+            done = sum(map(len, lengths)) + len(rules.kept)
+            guess = int((used + len(new)) * max(n_first, 1) / max(done, 1) * 1.05) + 1
+            grown = np.empty((max(guess, 2 * len(steps), used + len(new)), 3), dtype=np.int16)
+            grown[:used] = steps[:used]
+            steps = grown
+        steps[used : used + len(new)] = new
+        used += len(new)
+        lengths.append(np.diff(rules.batch.offsets))
+        kept.append(rules.kept)
+        counts["too_short"] += rules.too_short
+        counts["too_long_dropped"] += rules.too_long_dropped
+        counts["truncated"] += rules.n_truncated
+        del rules, new
+    if pos != len(first):
+        raise PrepareError(f"class {word!r}: the drawing column has {pos} rows, the other columns {len(first)}")
+    # A view keeps the whole buffer alive: fine for a small overshoot (the too-short drawings), else copy.
+    steps = steps[:used] if len(steps) - used <= len(steps) // 16 else steps[:used].copy()
+    offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
+    if lengths:
+        np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    kept_mask = np.concatenate(kept) if kept else np.zeros(0, dtype=np.bool_)
+    return Stroke3Batch(steps, offsets), kept_mask, counts
+
+
 def _iter_classes(
     in_dir: Path,
     classes: Sequence[str],
@@ -251,34 +334,45 @@ def _iter_classes(
     columns: list[str] | None,
 ) -> Iterator[_ClassData]:
     dedup = _Deduper()
+    meta_columns = [c for c in (columns if columns is not None else _fetch_schema(None).names) if c != "drawing"]
+    if "key_id" not in meta_columns:
+        meta_columns.insert(0, "key_id")
     for label, word in enumerate(classes):
-        table = _read_class(in_dir, word, columns)
+        table = _read_class(in_dir, word, meta_columns)  # everything but the drawings: a few dozen bytes a row
         n_read = table.num_rows
         key_ids = np.asarray(table.column("key_id").to_numpy(), dtype=np.uint64)
         first = dedup.first_mask(key_ids)
         if not first.all():
             table = table.filter(pa.array(first))
             key_ids = key_ids[first]
-        batch = arrow_drawings_to_stroke3(table.column("drawing"))
-        rules = apply_length_rules(batch, min_len=min_len, max_len=max_len, on_long=on_long)
-        key_ids = key_ids[rules.kept]
+        capacity = None
+        if "n_points" in table.column_names:  # kept steps <= points (capped at max_len) of the first occurrences
+            capacity = int(np.minimum(np.asarray(table.column("n_points").to_numpy(), dtype=np.int64), max_len).sum())
+        batch, kept, rule_counts = _class_stroke3(in_dir, word, first, min_len, max_len, on_long, capacity)
+        key_ids = key_ids[kept]
         split = assign_splits(key_ids, seed, fractions)
         order = np.lexsort((key_ids, split))
-        rows, offsets = take_ranges(rules.batch.offsets, order)
-        kept_idx = np.flatnonzero(rules.kept)[order]
-        out = table.drop_columns(["drawing"]).take(pa.array(kept_idx))
+        kept_idx = np.flatnonzero(kept)[order]
+        out = table.take(pa.array(kept_idx))
+        del table, kept_idx
         split = split[order]
         counts = {
             "read": n_read,
             "duplicates": int(n_read - first.sum()),
-            "too_short": rules.too_short,
-            "too_long_dropped": rules.too_long_dropped,
-            "truncated": rules.n_truncated,
+            "too_short": rule_counts["too_short"],
+            "too_long_dropped": rule_counts["too_long_dropped"],
+            "truncated": rule_counts["truncated"],
             "kept": len(key_ids),
         }
         for i, s in enumerate(SPLITS):
             counts[s] = int((split == i).sum())
-        yield _ClassData(word, label, out, split, Stroke3Batch(rules.batch.steps[rows], offsets), counts)
+        del key_ids, first, kept
+        # Arrow's pool (mimalloc) keeps freed pages of the Parquet decode; hand them back before the next step.
+        pa.default_memory_pool().release_unused()
+        cd = _ClassData(word, label, out, split, batch, order, counts)
+        del out, split, batch, order
+        yield cd
+        del cd
 
 
 def _sequence_array(steps: npt.NDArray[np.int16], offsets: npt.NDArray[np.int64]) -> pa.ListArray:
@@ -287,10 +381,6 @@ def _sequence_array(steps: npt.NDArray[np.int16], offsets: npt.NDArray[np.int64]
     width = steps.shape[1]
     inner = pa.FixedSizeListArray.from_arrays(pa.array(steps.reshape(-1), type=pa.int16()), width)
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), inner)
-
-
-def _slice_csr(steps: npt.NDArray[np.int16], offsets: npt.NDArray[np.int64], lo: int, hi: int) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int64]]:
-    return steps[offsets[lo] : offsets[hi]], offsets[lo : hi + 1] - offsets[lo]
 
 
 class _ShardWriter:
@@ -320,11 +410,15 @@ class _ShardWriter:
         os.replace(self._tmp, self._path)
         self.files.append({"file": f"{self.fmt}/{self.split}/{self._path.name}", "rows": self._rows, "sha256": sha256_file(self._path)})
 
-    def write(self, table: pa.Table) -> None:
+    def start_class(self) -> None:
+        """Call before a class's first row group: a new part starts here once the current one is full."""
         if self._rows >= PART_ROWS:
             self._close()
             self._part += 1
             self._open()
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows of the current class (``ROW_GROUP_ROWS`` per row group)."""
         if table.num_rows:
             assert self._writer is not None
             self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -465,13 +559,13 @@ def prepare(
     ok = False
     try:
         for done, cd in enumerate(_iter_classes(in_path, words, columns=None, **rules), start=1):
-            jobs = _class_tables(cd, fmts, writers)
             for fut in pending:
                 fut.result()
             if previous is not None:
                 finish(*previous)
-            pending = [pool.submit(_write_all, writers, tables) for tables in jobs]
+            pending = [pool.submit(_write_class, cd, fmt, writers) for fmt in fmts]
             previous = (done, cd)
+            del cd
         for fut in pending:
             fut.result()
         if previous is not None:
@@ -506,37 +600,38 @@ def prepare(
     return result
 
 
-def _write_all(writers: dict[tuple[str, str], _ShardWriter], tables: list[tuple[tuple[str, str], pa.Table]]) -> None:
-    for key, table in tables:
-        writers[key].write(table)
+def _write_class(cd: _ClassData, fmt: str, writers: dict[tuple[str, str], _ShardWriter]) -> None:
+    """Write one class's rows of format ``fmt`` to the split shards, building one row group at a time.
 
-
-def _class_tables(cd: _ClassData, fmts: list[str], writers: dict[tuple[str, str], _ShardWriter]) -> list[list[tuple[tuple[str, str], pa.Table]]]:
-    """The shard tables of one class, grouped by format: ``[[((fmt, split), table), ...], ...]``."""
+    Each table handed to the writer is exactly one row group (``ROW_GROUP_ROWS`` rows, counted from the
+    class's first row in that split), the same row groups one ``write_table`` of the whole split would give,
+    so the files are unchanged while only one row group's sequences are ever materialised.
+    """
     n = cd.table.num_rows
-    base = cd.table.append_column(pa.field("label", pa.int32(), nullable=False), pa.array(np.full(n, cd.label, dtype=np.int32)))
     bounds = np.searchsorted(cd.split, np.arange(len(SPLITS) + 1), side="left")  # rows are sorted by split
-    lengths3 = np.diff(cd.batch.offsets).astype(np.int32)
-    jobs: list[list[tuple[tuple[str, str], pa.Table]]] = []
-    for fmt in fmts:
-        if fmt == "stroke3":
-            steps, offsets, extra = cd.batch.steps, cd.batch.offsets, 0
-        else:
-            (steps, offsets), extra = stroke3_batch_to_stroke5(cd.batch), 1
-        group: list[tuple[tuple[str, str], pa.Table]] = []
-        for i, split in enumerate(SPLITS):
-            lo, hi = int(bounds[i]), int(bounds[i + 1])
-            if hi == lo:
-                continue
-            s, o = _slice_csr(steps, offsets, lo, hi)
-            part = base.slice(lo, hi - lo)
+    label = pa.array(np.full(min(n, ROW_GROUP_ROWS), cd.label, dtype=np.int32))
+    extra = 1 if fmt == "stroke5" else 0
+    for i, split in enumerate(SPLITS):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        writer = writers[(fmt, split)]
+        writer.start_class()
+        for a in range(lo, hi, ROW_GROUP_ROWS):
+            b = min(a + ROW_GROUP_ROWS, hi)
+            batch = cd.rows(a, b)
+            if fmt == "stroke3":
+                steps, offsets = batch.steps, batch.offsets
+            else:
+                steps, offsets = stroke3_batch_to_stroke5(batch)
+            part = cd.table.slice(a, b - a)
             cols = {name: part.column(name) for name in part.column_names}
-            cols["length"] = pa.array(lengths3[lo:hi] + extra, type=pa.int32())
-            cols["sequence"] = _sequence_array(s, o)
-            schema = writers[(fmt, split)].schema
-            group.append(((fmt, split), pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)))
-        jobs.append(group)
-    return jobs
+            cols["label"] = label.slice(0, b - a)
+            cols["length"] = pa.array(np.diff(batch.offsets).astype(np.int32) + extra, type=pa.int32())
+            cols["sequence"] = _sequence_array(steps, offsets)
+            del batch, steps, offsets
+            writer.write(pa.Table.from_arrays([cols[f.name] for f in writer.schema], schema=writer.schema))
+            del cols
+            # The encoder's per-row-group scratch is freed now; let mimalloc return it rather than hold it.
+            pa.default_memory_pool().release_unused()
 
 
 def _train_scale(in_dir: Path, words: list[str], rules: dict[str, Any]) -> float | None:
@@ -546,7 +641,11 @@ def _train_scale(in_dir: Path, words: list[str], rules: dict[str, Any]) -> float
     """
     moments = (0, 0, 0)
     for cd in _iter_classes(in_dir, words, columns=["key_id", "drawing"], **rules):
-        lo, hi = np.searchsorted(cd.split, [0, 1], side="left")
-        steps, _ = _slice_csr(cd.batch.steps, cd.batch.offsets, int(lo), int(hi))
-        moments = tuple(a + b for a, b in zip(moments, xy_moments(steps)))  # type: ignore[assignment]
+        n_train = int(np.searchsorted(cd.split, 1, side="left"))
+        # The moments are exact integer sums, so gathering the train rows a row group at a time gives the
+        # same numbers as one pass over all of them.
+        for a in range(0, n_train, ROW_GROUP_ROWS):
+            steps = cd.rows(a, min(a + ROW_GROUP_ROWS, n_train)).steps
+            moments = tuple(x + y for x, y in zip(moments, xy_moments(steps)))  # type: ignore[assignment]
+        del cd
     return scale_from_moments(moments)
