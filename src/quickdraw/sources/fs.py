@@ -137,6 +137,20 @@ def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and str(exc).startswith("Forbidden")
 
 
+def _retry_or_raise(exc: BaseException, attempt: int, deadline: float, url: str, where: str) -> None:
+    """After failed attempt number ``attempt``: sleep the backoff, or raise :class:`SourceError` if the error is
+    permanent or the deadline would pass. ``where`` (e.g. " at byte 123") goes into messages."""
+    if _permanent(exc):
+        raise SourceError(f"cannot read {url}{where}: {_describe(exc)}") from None
+    stop, wait = _give_up(deadline, attempt)
+    if stop:
+        raise SourceError(
+            f"giving up on {url}{where} after {attempt} attempt(s) ({read_deadline():g} s deadline): {_describe(exc)}"
+        ) from None
+    log.warning("%s%s failed (%s: %s); retry %d in %.1fs", url, where, type(exc).__name__, exc, attempt, wait)
+    time.sleep(wait)
+
+
 def stat_object(url: str) -> ObjectInfo:
     """Size and version identity of one object; a clear :class:`SourceError` if it is missing or unreachable.
 
@@ -152,16 +166,8 @@ def stat_object(url: str) -> ObjectInfo:
         except FileNotFoundError:
             raise SourceError(f"source object not found: {url}") from None
         except Exception as exc:  # network stacks raise many types; all mean the same to the user
-            if _permanent(exc):
-                raise SourceError(f"cannot read {url}: {_describe(exc)}") from None
             attempt += 1
-            stop, wait = _give_up(deadline, attempt)
-            if stop:
-                raise SourceError(
-                    f"cannot reach source {url} after {attempt} attempt(s): {_describe(exc)}"
-                ) from None
-            log.warning("stat of %s failed (%s: %s); retry %d in %.1fs", url, type(exc).__name__, exc, attempt, wait)
-            time.sleep(wait)
+            _retry_or_raise(exc, attempt, deadline, url, "")
     if info.get("type") == "directory":
         raise SourceError(f"source is a directory, expected a file: {url}")
     etag = info.get("etag") or info.get("md5Hash") or info.get("ETag")
@@ -201,15 +207,5 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, end: int, u
         except FileNotFoundError:
             raise SourceError(f"source object not found: {url}") from None
         except Exception as exc:
-            if _permanent(exc):
-                raise SourceError(f"cannot read {url} at byte {start + len(buf)}: {_describe(exc)}") from None
             attempt += 1
-            stop, wait = _give_up(deadline, attempt)
-            if stop:
-                raise SourceError(
-                    f"giving up on {url} at byte {start + len(buf)} after {attempt} attempt(s) "
-                    f"({read_deadline():g} s deadline): {_describe(exc)}"
-                ) from None
-            log.warning("read of %s [%d, %d) failed (%s: %s); retry %d in %.1fs",
-                        url, start + len(buf), end, type(exc).__name__, exc, attempt, wait)
-            time.sleep(wait)
+            _retry_or_raise(exc, attempt, deadline, url, f" at byte {start + len(buf)}")
