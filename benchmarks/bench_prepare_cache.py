@@ -14,10 +14,11 @@ c. ``quickdraw.load(name, split="train", root=...)`` in a fresh process: the fir
 d. ``quickdraw.pipeline.stats.compute_stats`` on the ``--n`` cache, the ``--n`` prepare output, and the fetch
    output of (a).
 
-The fetch-format input is written directly in ``DRAWING_SCHEMA`` (src/quickdraw/sources/schema.py) by a
-vectorised generator using ``_synth.py``'s distributions (~5.7 strokes, ~47 points a drawing; coordinates as
-reflected random walks), one part and a fetch-like ``_manifest.json`` per class. Every input was just
-written, so it is read from the page cache: CPU numbers, not disk numbers.
+The fetch-format input is written directly in ``DRAWING_SCHEMA`` (schema 2, src/quickdraw/sources/schema.py;
+the column built by ``drawing_array``) by a vectorised generator using ``_synth.py``'s distributions (~5.7
+strokes, ~47 points a drawing; coordinates as reflected random walks), encoded like fetch's parts
+(byte-stream-split coordinates, zstd), one part and a fetch-like ``_manifest.json`` per class. Every input was
+just written, so it is read from the page cache: CPU numbers, not disk numbers.
 
     python benchmarks/bench_prepare_cache.py [--n 1000000] [--prepare-n N] [--baseline-n 20000] [--repeat 3]
                                              [--keep DIR] [--json FILE]
@@ -72,7 +73,7 @@ def _drawing_table(rng: Any, word: str, key_ids: Any) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    from quickdraw.sources.schema import DRAWING_SCHEMA, STROKE_TYPE
+    from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array
 
     n = len(key_ids)
     n_strokes = 1 + rng.negative_binomial(2, 2 / (2 + 4.7), n)
@@ -83,11 +84,8 @@ def _drawing_table(rng: Any, word: str, key_ids: Any) -> Any:
     stroke_of_point = np.repeat(np.arange(s), k)
     x = _walk(rng, stroke_off[:-1], stroke_of_point, p)
     y = _walk(rng, stroke_off[:-1], stroke_of_point, p)
-    xs = pa.ListArray.from_arrays(pa.array(stroke_off), pa.array(x, pa.uint8()))
-    ys = pa.ListArray.from_arrays(pa.array(stroke_off), pa.array(y, pa.uint8()))
-    strokes = pa.StructArray.from_arrays([xs, ys], fields=list(STROKE_TYPE))
+    drawing = drawing_array({"x": x, "y": y}, k, n_strokes)
     draw_off = np.concatenate(([0], np.cumsum(n_strokes))).astype(np.int32)
-    drawing = pa.ListArray.from_arrays(pa.array(draw_off), strokes)
     n_points = np.add.reduceat(k, draw_off[:-1])
     cc = np.array(["US", "GB", "CA", "DE", "RU", "BR", "FR", "JP"], dtype=object)
     ts = 1483228800_000000 + rng.integers(0, 8_000_000, n) * 1_000_000 + rng.integers(0, 100_000, n) * 10
@@ -99,7 +97,7 @@ def _drawing_table(rng: Any, word: str, key_ids: Any) -> Any:
         pa.array(rng.random(n) < 0.915, pa.bool_()),
         pa.array(n_strokes, pa.uint16()),
         pa.array(n_points, pa.uint32()),
-        drawing.cast(DRAWING_SCHEMA.field("drawing").type),
+        drawing,
     ]
     return pa.Table.from_arrays(cols, schema=DRAWING_SCHEMA)
 
@@ -109,8 +107,10 @@ def write_fetch_output(out: Path, n: int, classes: list[str], seed: int = 0) -> 
     import numpy as np
     import pyarrow.parquet as pq
 
+    from quickdraw.sources.schema import SCHEMA_VERSION
+
     stamp = out / ".bench-stamp"
-    key = f"{n} {','.join(classes)} {seed}"
+    key = f"{n} {','.join(classes)} {seed} v{SCHEMA_VERSION}"
     if stamp.is_file() and stamp.read_text() == key:
         return n, 0.0
     t0 = time.perf_counter()
@@ -121,17 +121,22 @@ def write_fetch_output(out: Path, n: int, classes: list[str], seed: int = 0) -> 
     bounds = np.linspace(0, n, len(classes) + 1).astype(np.int64)
     for ci, word in enumerate(classes):
         table = _drawing_table(rng, word, keys[bounds[ci]:bounds[ci + 1]])
-        meta = {"schema_version": 1, "word": word, "source_url": "synthetic://bench_prepare_cache"}
+        meta = {"schema_version": SCHEMA_VERSION, "word": word, "source_url": "synthetic://bench_prepare_cache"}
         table = table.replace_schema_metadata({"quickdraw": json.dumps(meta)})
         d = out / word
         d.mkdir(parents=True, exist_ok=True)
         part = d / "part-00000.parquet"
-        pq.write_table(table, part, compression="zstd", compression_level=1)
+        # as fetch writes parts: byte-stream-split per-point leaves, dictionaries only for word and countrycode
+        pq.write_table(table, part, compression="zstd", compression_level=1, use_dictionary=["word", "countrycode"],
+                       column_encoding={f"drawing.{c}.list.element": "BYTE_STREAM_SPLIT" for c in ("x", "y")})
         sha = hashlib.sha256(part.read_bytes()).hexdigest()
-        manifest = {"word": word, "source_url": meta["source_url"], "source": {"size": None, "etag": None, "generation": None},
+        identity = {"schema_version": SCHEMA_VERSION, "source": {"size": None, "etag": None, "generation": None},
+                    "options": {}}
+        manifest = {"word": word, "source_url": meta["source_url"], "identity": identity,
                     "options": {}, "counts": {"read": table.num_rows, "accepted": table.num_rows, "filtered": {},
                                               "rejected": {}, "stopped_early": False},
-                    "parts": [{"file": part.name, "rows": table.num_rows, "sha256": sha}], "schema_version": 1}
+                    "parts": [{"file": part.name, "rows": table.num_rows, "sha256": sha}],
+                    "schema_version": SCHEMA_VERSION}
         (d / "_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     stamp.write_text(key)
     return n, time.perf_counter() - t0
@@ -165,7 +170,7 @@ def child_prepare(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
-    """What a notebook does: nested Python lists -> per-drawing numpy stroke-3/stroke-5 -> lists -> pa.table."""
+    """What a notebook does: Python lists -> per-drawing numpy stroke-3/stroke-5 -> lists -> pa.table."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -180,12 +185,12 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
         t = pq.read_table(src / word / "part-00000.parquet", columns=["key_id", "drawing"])
         for key, drawing in zip(t.column("key_id").to_pylist(), t.column("drawing").to_pylist()):
             read += 1
-            xs = np.concatenate([np.asarray(st["x"], dtype=np.int16) for st in drawing])
-            ys = np.concatenate([np.asarray(st["y"], dtype=np.int16) for st in drawing])
+            xs = np.asarray(drawing["x"], dtype=np.int16)
+            ys = np.asarray(drawing["y"], dtype=np.int16)
             if len(xs) < 6:
                 continue
             lift = np.zeros(len(xs), dtype=np.int16)
-            lift[np.cumsum([len(st["x"]) for st in drawing]) - 1] = 1
+            lift[np.cumsum(drawing["stroke_len"]) - 1] = 1
             s3 = np.stack([np.diff(xs, prepend=0), np.diff(ys, prepend=0), lift], axis=1)[:250]
             s3[-1, 2] = 1
             s5 = np.zeros((len(s3) + 1, 5), dtype=np.int16)

@@ -181,31 +181,31 @@ def _list_parts(arr: pa.Array) -> tuple[Int64Array, pa.Array]:
 
 
 def arrow_drawings_to_stroke3(drawings: pa.Array | pa.ChunkedArray) -> Stroke3Batch:
-    """Convert an Arrow ``drawing`` column (``list<struct<x: list<uint8>, y: list<uint8>>>``) to stroke-3 CSR.
+    """Convert an Arrow ``drawing`` column (``struct<x, y, stroke_len>``, docs/FORMATS.md section 1) to stroke-3 CSR.
 
-    Fully vectorised: the nested Arrow buffers are read as flat numpy arrays (no copy of the
-    coordinates beyond one int16 widening), deltas are one ``np.diff`` over all points, and drawing starts
-    and stroke ends are fixed up by fancy indexing. Empty strokes are skipped; a drawing without points
-    gives an empty sequence.
+    Fully vectorised: the flat Arrow buffers are read as numpy arrays (no copy of the coordinates beyond
+    one int16 widening), deltas are one ``np.diff`` over all points, and drawing starts and stroke ends are
+    fixed up by fancy indexing. Empty strokes are skipped; a drawing without points gives an empty sequence.
+    Raises ``ValueError`` if x and y differ in length or ``stroke_len`` does not add up to the points.
     """
     if isinstance(drawings, pa.ChunkedArray):
         drawings = drawings.combine_chunks() if drawings.num_chunks != 1 else drawings.chunk(0)
     if drawings.null_count:
         raise ValueError("drawing column contains nulls")
-    d_off, strokes = _list_parts(drawings)  # drawing -> stroke index
-    xs = strokes.field("x")
-    ys = strokes.field("y")
-    px_off, x_values = _list_parts(xs)
-    py_off, y_values = _list_parts(ys)
-    if not np.array_equal(px_off, py_off):
-        raise ValueError("a stroke has different numbers of x and y values")
-    # Strokes of this (possibly sliced) array and their points, as absolute indexes into the values.
-    s0, s1 = int(d_off[0]), int(d_off[-1])
-    p_lo, p_hi = int(px_off[s0]), int(px_off[s1])
-    x = np.asarray(x_values.to_numpy(zero_copy_only=False)[p_lo:p_hi])
-    y = np.asarray(y_values.to_numpy(zero_copy_only=False)[p_lo:p_hi])
-    total = p_hi - p_lo
-    offsets = px_off[d_off] - p_lo  # points before each drawing
+    px_off, x_values = _list_parts(drawings.field("x"))  # field() is already sliced like `drawings`
+    py_off, y_values = _list_parts(drawings.field("y"))
+    s_off, s_values = _list_parts(drawings.field("stroke_len"))
+    offsets = px_off - px_off[0]  # points before each drawing
+    if not np.array_equal(offsets, py_off - py_off[0]):
+        raise ValueError("a drawing has different numbers of x and y values")
+    total = int(offsets[-1])
+    x = np.asarray(x_values.to_numpy(zero_copy_only=False)[px_off[0] : px_off[0] + total])
+    y = np.asarray(y_values.to_numpy(zero_copy_only=False)[py_off[0] : py_off[0] + total])
+    slen = np.asarray(s_values.to_numpy(zero_copy_only=False)[s_off[0] : s_off[-1]], dtype=np.int64)
+    stroke_end = np.zeros(len(slen) + 1, dtype=np.int64)
+    np.cumsum(slen, out=stroke_end[1:])
+    if not np.array_equal(stroke_end[s_off - s_off[0]], offsets):
+        raise ValueError("a drawing's stroke_len does not add up to its number of points")
 
     steps = np.empty((total, 3), dtype=np.int16)
     if total:
@@ -219,9 +219,7 @@ def arrow_drawings_to_stroke3(drawings: pa.Array | pa.ChunkedArray) -> Stroke3Ba
         steps[starts, 0] = xi[starts]
         steps[starts, 1] = yi[starts]
         steps[:, 2] = 0
-        stroke_end = px_off[s0 + 1 : s1 + 1] - p_lo
-        nonempty = stroke_end > (px_off[s0:s1] - p_lo)
-        steps[stroke_end[nonempty] - 1, 2] = 1
+        steps[stroke_end[1:][slen > 0] - 1, 2] = 1
     return Stroke3Batch(steps=steps, offsets=offsets.astype(np.int64, copy=False))
 
 

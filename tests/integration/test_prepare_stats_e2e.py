@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quickdraw.cli.app import app
-from quickdraw.sources.schema import table_from_records
+from quickdraw.sources.schema import SCHEMA_VERSION, table_from_records
 from quickdraw.strokes import drawing_to_stroke3, stroke3_to_strokes
 
 WORDS = ["monkey", "The Eiffel Tower", "cat", "apple"]  # labels follow this order, not the alphabet
@@ -45,7 +45,7 @@ def write_fetch_dir(root: Path, word: str, records: list[dict[str, Any]]) -> Non
         "options": {},
         "counts": {"read": len(records), "accepted": len(records), "filtered": {}, "rejected": {}, "stopped_early": False},
         "parts": parts,
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
     }
     (d / "_manifest.json").write_text(json.dumps(manifest))
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import quickdraw as qd
 from quickdraw.cache import build_cache, verify
 from quickdraw.pipeline.prepare import prepare
-from quickdraw.sources.schema import table_from_records
+from quickdraw.sources.schema import SCHEMA_VERSION, table_from_records
 
 
 def _fetched(shared_data: Path, raw: Path) -> Path:
@@ -20,7 +20,7 @@ def _fetched(shared_data: Path, raw: Path) -> Path:
         d = raw / word
         d.mkdir(parents=True)
         pq.write_table(table_from_records(json.loads(x) for x in lines if x.strip()), d / "part-00000.parquet")
-        (d / "_manifest.json").write_text(json.dumps({"word": word, "schema_version": 1}))
+        (d / "_manifest.json").write_text(json.dumps({"word": word, "schema_version": SCHEMA_VERSION}))
     return raw
 
 

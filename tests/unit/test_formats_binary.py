@@ -15,6 +15,7 @@ from quickdraw.errors import BadRecordError
 from quickdraw.pipeline.fetch import FetchOptions, fetch
 from quickdraw.sources.binary import HEADER_BYTES, encode_record, parse_binary_chunk, write_binary
 from quickdraw.sources.ndjson import parse_chunk
+from quickdraw.sources.schema import DRAWING_SCHEMA, strokes_of
 from quickdraw.sources.synthetic import synthetic_records, to_ndjson
 
 
@@ -48,6 +49,8 @@ def test_reader_equals_ndjson_parser_on_real_drawings(shared_data: Path) -> None
     blob = b"".join(encode_record(r) for r in recs)
     res, used = parse_binary_chunk(blob, 1, word="monkey", at_eof=True)
     assert used == len(blob) and not res.rejects and res.n_lines == len(recs)
+    assert res.table.schema == DRAWING_SCHEMA
+    assert [strokes_of(d) for d in res.table.column("drawing").to_pylist()] == [r["drawing"] for r in recs]
     assert res.table.equals(_floor_seconds(parse_chunk(data, 1, word="monkey", at_eof=True).table))
 
 

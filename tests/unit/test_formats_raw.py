@@ -13,12 +13,13 @@ import pytest
 from quickdraw.pipeline.fetch import FetchOptions, fetch
 from quickdraw.sources.raw import (
     RAW_DRAWING_SCHEMA,
+    RAW_DRAWING_TYPE,
     check_raw_record,
     parse_raw_chunk,
     simplification_closeness,
     simplify_drawings,
 )
-from quickdraw.sources.schema import DRAWING_SCHEMA
+from quickdraw.sources.schema import DRAWING_SCHEMA, strokes_of
 
 
 def _rec(drawing: list, **kw: object) -> dict:
@@ -31,8 +32,11 @@ def test_raw_table_keeps_floats_and_timing() -> None:
     data = b"".join(orjson.dumps(r) + b"\n" for r in recs) + b'{"bad json\n' + orjson.dumps(_rec([[[1], [2]]])) + b"\n"
     res = parse_raw_chunk(data, 1, word="cat", at_eof=True)
     assert res.table.schema == RAW_DRAWING_SCHEMA
+    assert RAW_DRAWING_SCHEMA.field("drawing").type == RAW_DRAWING_TYPE
+    assert RAW_DRAWING_TYPE.names == ["x", "y", "t", "stroke_len"]
     row = res.table.to_pylist()[0]
-    assert row["drawing"][0] == {"x": [10.5, 20.25], "y": [3.0, 4.0], "t": [0, 17]}
+    assert row["drawing"] == {"x": [10.5, 20.25, 1.0], "y": [3.0, 4.0, 2.0], "t": [0, 17, 40], "stroke_len": [2, 1]}
+    assert strokes_of(row["drawing"])[0] == [[10.5, 20.25], [3.0, 4.0], [0, 17]]
     assert (row["n_strokes"], row["n_points"]) == (2, 3)
     assert [(r.line, r.reason) for r in res.rejects] == [(2, "bad_json"), (3, "bad_stroke")]
 
@@ -42,6 +46,10 @@ def test_check_raw_record() -> None:
     assert check_raw_record(_rec([[[1.0, 2.0], [2.0], [0, 1]]]))[0] == "xy_length_mismatch"
     assert check_raw_record(_rec([[[1.0], [2.0], [0.5]]]))[0] == "bad_type"
     assert check_raw_record(_rec([]))[0] == "empty_drawing"
+    # stroke_len is uint16: a stroke of more than 65,535 points cannot be stored
+    big = 65536
+    assert check_raw_record(_rec([[[1.0] * big, [2.0] * big, [0] * big]]))[0] == "too_large"
+    assert check_raw_record(_rec([[[1.0] * (big - 1), [2.0] * (big - 1), [0] * (big - 1)]])) is None
     assert check_raw_record(_rec([[[1.0], [2.0], [0]]], word="dog"), "cat")[0] == "word_mismatch"
 
 
@@ -50,13 +58,16 @@ def test_simplify_frames_resamples_and_rdp() -> None:
     line = [[list(np.linspace(100, 300, 50)), list(np.linspace(50, 150, 50)), list(range(50))]]
     t = simplify_drawings([_rec(line)], "cat")
     assert t.schema == DRAWING_SCHEMA
-    d = t.to_pylist()[0]["drawing"]
-    assert len(d) == 1 and d[0]["x"] == [0, 255] and d[0]["y"][0] == 0 and d[0]["y"][1] in (127, 128)
+    d = strokes_of(t.to_pylist()[0]["drawing"])
+    assert len(d) == 1 and d[0][0] == [0, 255] and d[0][1][0] == 0 and d[0][1][1] in (127, 128)
     # A square keeps its 4 corners (plus the closing point); a single point stays one point.
     sq = [[[0, 100, 100, 0, 0], [0, 0, 100, 100, 0], [0, 1, 2, 3, 4]], [[50.0], [50.0], [9]]]
-    d = simplify_drawings([_rec(sq)], "cat").to_pylist()[0]["drawing"]
-    assert d[0] == {"x": [0, 255, 255, 0, 0], "y": [0, 0, 255, 255, 0]}
-    assert d[1] == {"x": [128], "y": [128]}
+    row = simplify_drawings([_rec(sq)], "cat").to_pylist()[0]
+    assert row["drawing"] == {"x": [0, 255, 255, 0, 0, 128], "y": [0, 0, 255, 255, 0, 128], "stroke_len": [5, 1]}
+    d = strokes_of(row["drawing"])
+    assert d[0] == [[0, 255, 255, 0, 0], [0, 0, 255, 255, 0]]
+    assert d[1] == [[128], [128]]
+    assert (row["n_strokes"], row["n_points"]) == (2, 6)
 
 
 def test_fetch_raw_and_simplified(shared_data: Path, tmp_path: Path) -> None:
@@ -91,6 +102,8 @@ def test_simplification_is_close_to_googles(shared_data: Path) -> None:
         pytest.skip("too few raw/simplified pairs in the shared data")
     mine = simplify_drawings(mine_in, "x").column("drawing").to_pylist()
     c = simplification_closeness(mine, theirs)
+    # The Arrow drawings and the same drawings as stroke lists measure the same.
+    assert simplification_closeness([strokes_of(d) for d in mine], theirs) == c
     print("closeness", c)
     # Figures measured on the 3,132 shared pairs (docs/FORMATS.md): 100% / 88% / 82%, Chamfer 0.02 px.
     assert c["same_strokes"] >= 0.99

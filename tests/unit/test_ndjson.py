@@ -60,6 +60,7 @@ BAD_LINES: list[tuple[bytes, str]] = [
     (line(rec(drawing=[[[-1, 2], [3, 4]]])), "out_of_range"),
     (line(rec(drawing=[[[1.5, 2], [3, 4]]])), "bad_type"),
     (line(rec(word="dog")), "word_mismatch"),
+    (line(rec(drawing=[[[7] * 65536, [9] * 65536]])), "too_large"),  # stroke_len is uint16
     (b"\xff\xfe{\"word\": 1}", "not_utf8"),
 ]
 

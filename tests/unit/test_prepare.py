@@ -25,7 +25,7 @@ from quickdraw.pipeline.prepare import (
     split_uniform,
 )
 from quickdraw.sources.parquet import fetched_classes, scan_fetched
-from quickdraw.sources.schema import table_from_records
+from quickdraw.sources.schema import SCHEMA_VERSION, table_from_records
 from quickdraw.strokes import drawing_to_stroke3, stroke3_to_stroke5
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -65,7 +65,7 @@ def write_fetched(root: Path, word: str, records: list[dict[str, Any]], part_row
         pq.write_table(table_from_records(records[i : i + part_rows]), f)
         parts.append({"file": f.name, "rows": len(records[i : i + part_rows]), "sha256": hashlib.sha256(f.read_bytes()).hexdigest()})
     if complete:
-        manifest = {"word": word, "source_url": f"mem://{word}.ndjson", "counts": {"read": len(records), "accepted": len(records)}, "parts": parts, "schema_version": 1}
+        manifest = {"word": word, "source_url": f"mem://{word}.ndjson", "counts": {"read": len(records), "accepted": len(records)}, "parts": parts, "schema_version": SCHEMA_VERSION}
         (d / "_manifest.json").write_text(json.dumps(manifest))
     return d
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quickdraw.sources.schema import STROKE_TYPE
+from quickdraw.sources.schema import DRAWING_TYPE
 from quickdraw.strokes import (
     Stroke3Batch,
     apply_length_rules,
@@ -39,7 +39,11 @@ drawings_ = st.lists(st.one_of(strokes_(), st.just([])), min_size=0, max_size=12
 
 
 def arrow_column(drawings: list[list[list[list[int]]]]) -> pa.Array:
-    return pa.array([[{"x": s[0], "y": s[1]} for s in d] for d in drawings], type=pa.list_(STROKE_TYPE))
+    return pa.array(
+        [{"x": [v for s in d for v in s[0]], "y": [v for s in d for v in s[1]], "stroke_len": [len(s[0]) for s in d]}
+         for d in drawings],
+        type=DRAWING_TYPE,
+    )
 
 
 # Sketch-RNN's own definitions (magenta/models/sketch_rnn/utils.py), restated as the reference.
@@ -126,8 +130,14 @@ def test_arrow_batch_matches_per_drawing_reference(drawings: list, lo: int, trim
 
 
 def test_arrow_batch_rejects_mismatched_xy() -> None:
-    col = pa.array([[{"x": [1, 2], "y": [1]}]], type=pa.list_(STROKE_TYPE))
+    col = pa.array([{"x": [1, 2], "y": [1], "stroke_len": [2]}], type=DRAWING_TYPE)
     with pytest.raises(ValueError, match="x and y"):
+        arrow_drawings_to_stroke3(col)
+
+
+def test_arrow_batch_rejects_stroke_len_not_adding_up() -> None:
+    col = pa.array([{"x": [1, 2, 3], "y": [1, 2, 3], "stroke_len": [1, 1]}], type=DRAWING_TYPE)
+    with pytest.raises(ValueError, match="stroke_len"):
         arrow_drawings_to_stroke3(col)
 
 

@@ -156,9 +156,8 @@ Progress = Callable[[str, str, dict[str, Any]], None]
 
 
 def _coordinate_encoding(schema: pa.Schema) -> dict[str, str]:
-    """``BYTE_STREAM_SPLIT`` for every per-point leaf of the drawing column (x, y, and t for raw drawings)."""
-    stroke = schema.field("drawing").type.value_type
-    return {f"drawing.list.element.{f.name}.list.element": "BYTE_STREAM_SPLIT" for f in stroke}
+    """``BYTE_STREAM_SPLIT`` for every list leaf of the drawing column (x, y, stroke_len; t for raw drawings)."""
+    return {f"drawing.{f.name}.list.element": "BYTE_STREAM_SPLIT" for f in schema.field("drawing").type}
 
 
 @functools.cache

@@ -57,15 +57,15 @@ class Sample:
 
 def _stroke3_from_arrow(drawing: dict[str, Any]) -> np.ndarray:
     """Stroke-3 (float32, so raw float coordinates survive) from one Arrow ``drawing`` value."""
-    xs = [np.asarray(s["x"], np.float64) for s in drawing]
-    ys = [np.asarray(s["y"], np.float64) for s in drawing]
-    if not xs:
-        return np.zeros((0, 3), np.float32)
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x = np.asarray(drawing["x"], np.float64)
+    y = np.asarray(drawing["y"], np.float64)
+    lens = np.asarray(drawing["stroke_len"], np.int64)
     out = np.zeros((len(x), 3), np.float32)
+    if not len(x):
+        return out
     out[:, 0] = np.diff(x, prepend=0.0)
     out[:, 1] = np.diff(y, prepend=0.0)
-    out[np.cumsum([len(a) for a in xs]) - 1, 2] = 1
+    out[np.cumsum(lens[lens > 0]) - 1, 2] = 1
     return out
 
 

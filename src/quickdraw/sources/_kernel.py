@@ -219,7 +219,7 @@ def _scan_one(buf, pos, end, i, word, xs, ys, stroke_pts, s_cursor, p_cursor, ke
         if pos < 0 or pos >= end or buf[pos] != 44:
             return -1, 0, 0
         pos, ny = _coord_list(buf, pos + 1, end, ys, p_cursor + npts)
-        if pos < 0 or ny != nx or pos >= end or buf[pos] != 93:
+        if pos < 0 or ny != nx or pos >= end or buf[pos] != 93 or nx > 65535:
             return -1, 0, 0
         pos += 1
         stroke_pts[s_cursor + ns] = nx

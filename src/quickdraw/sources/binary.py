@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from quickdraw.sources.ndjson import ChunkResult, Reject
-from quickdraw.sources.schema import DRAWING_SCHEMA, STROKE_TYPE, parse_timestamp
+from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array, parse_timestamp
 
 __all__ = ["HEADER_BYTES", "encode_record", "parse_binary_chunk", "write_binary"]
 
@@ -176,16 +176,7 @@ def parse_binary_chunk(
 def _table(word: str, n: int, n_s: int, n_p: int, key_id: np.ndarray, cc: np.ndarray, rec: np.ndarray,
            ts: np.ndarray, n_strokes: np.ndarray, n_points: np.ndarray, stroke_pts: np.ndarray,
            xs: np.ndarray, ys: np.ndarray) -> pa.Table:
-    po = np.zeros(n_s + 1, np.int32)
-    np.cumsum(stroke_pts[:n_s], out=po[1:])
-    so = np.zeros(n + 1, np.int32)
-    np.cumsum(n_strokes[:n], out=so[1:])
-    strokes = pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(pa.array(po), pa.array(xs[:n_p])),
-         pa.ListArray.from_arrays(pa.array(po), pa.array(ys[:n_p]))],
-        fields=list(STROKE_TYPE),
-    )
-    drawing = pa.ListArray.from_arrays(pa.array(so), strokes, type=DRAWING_SCHEMA.field("drawing").type)
+    drawing = drawing_array({"x": xs[:n_p], "y": ys[:n_p]}, stroke_pts[:n_s], n_strokes[:n])
     # Country codes: 2 bytes each; trailing NULs pad shorter codes (none in the public files).
     codes = cc[: 2 * n].reshape(n, 2)
     lens = 2 - (codes[:, 1] == 0).astype(np.int32) - ((codes[:, 0] == 0) & (codes[:, 1] == 0)).astype(np.int32)

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from quickdraw.sources.schema import DRAWING_SCHEMA, STROKE_TYPE
+from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array
 
 __all__ = ["ChunkResult", "Reject", "check_record", "parse_chunk", "REASONS"]
 
@@ -132,6 +132,8 @@ def check_record(obj: Any, word: str | None = None) -> tuple[str, str] | None:
             return "empty_stroke", f"stroke {i}"
         if any(v < 0 or v > 255 for v in xs) or any(v < 0 or v > 255 for v in ys):
             return "out_of_range", f"stroke {i} has a coordinate outside 0..255"
+        if len(xs) > MAX_POINTS:
+            return "too_large", f"stroke {i} has {len(xs)} points (stroke_len is uint16)"
         n_points += len(xs)
     if len(drawing) > MAX_POINTS or n_points > 2**32 - 1:
         return "too_large", f"{len(drawing)} strokes, {n_points} points"
@@ -193,17 +195,9 @@ def _fast_table(
     ok = ~refused
     m = int(ok.sum())
     ns = n_strokes[ok]
-    pts = stroke_pts[:total_s]
-    po = np.zeros(total_s + 1, np.int32)
-    np.cumsum(pts, out=po[1:])
-    so = np.zeros(m + 1, np.int32)
-    np.cumsum(ns, out=so[1:])
     # Copy out the used part: the scratch buffers are sized for the worst case (the whole chunk), and a
     # zero-copy view would keep them alive as long as the table is buffered.
-    x_list = pa.ListArray.from_arrays(pa.array(po), pa.array(xs[:total_p].copy()))
-    y_list = pa.ListArray.from_arrays(pa.array(po), pa.array(ys[:total_p].copy()))
-    strokes = pa.StructArray.from_arrays([x_list, y_list], fields=list(STROKE_TYPE))
-    drawing = pa.ListArray.from_arrays(pa.array(so), strokes, type=DRAWING_SCHEMA.field("drawing").type)
+    drawing = drawing_array({"x": xs[:total_p].copy(), "y": ys[:total_p].copy()}, stroke_pts[:total_s], ns)
     # Country codes are gathered from their byte spans in one vectorised step.
     cs, ce = cc_start[ok], cc_end[ok]
     lens = ce - cs

@@ -5,7 +5,10 @@ A raw record is a simplified record whose strokes carry three lists, ``[[x...], 
 coordinates (floats, any range) and milliseconds since the first point. Two outputs:
 
 * :data:`RAW_DRAWING_SCHEMA` keeps everything: x and y as float32 (the public values are float32 printed as
-  doubles, so nothing is lost) and t as int32 milliseconds (docs/FORMATS.md section 1, "raw variant");
+  doubles, so nothing is lost) and t as int32 milliseconds (docs/FORMATS.md section 1, "raw variant"), in
+  the same flat per-drawing layout as the standard schema: :data:`RAW_DRAWING_TYPE` is
+  ``struct<x: list<float32>, y: list<float32>, t: list<int32>, stroke_len: list<uint16>>``, all points of
+  the drawing back to back and the number of points of each stroke;
 * :func:`simplify_drawings` applies the simplification the Quick, Draw! README publishes and gives the
   standard :data:`~quickdraw.sources.schema.DRAWING_SCHEMA`:
 
@@ -35,18 +38,17 @@ import orjson
 import pyarrow as pa
 
 from quickdraw.sources.ndjson import MAX_LINE_BYTES, MAX_POINTS, ChunkResult, Reject, _line_starts
-from quickdraw.sources.schema import DRAWING_SCHEMA, STROKE_TYPE, parse_timestamp
+from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array, drawing_type, parse_timestamp
 
-__all__ = ["RAW_DRAWING_SCHEMA", "RAW_STROKE_TYPE", "check_raw_record", "parse_raw_chunk", "raw_table",
+__all__ = ["RAW_DRAWING_SCHEMA", "RAW_DRAWING_TYPE", "check_raw_record", "parse_raw_chunk", "raw_table",
            "simplification_closeness", "simplify_drawings",
            "simplify_strokes"]
 
-RAW_STROKE_TYPE = pa.struct(
-    [pa.field("x", pa.list_(pa.float32())), pa.field("y", pa.list_(pa.float32())), pa.field("t", pa.list_(pa.int32()))]
-)
+#: ``struct<x: list<float32>, y: list<float32>, t: list<int32>, stroke_len: list<uint16>>`` (no nulls).
+RAW_DRAWING_TYPE = drawing_type({"x": pa.float32(), "y": pa.float32(), "t": pa.int32()})
 RAW_DRAWING_SCHEMA = pa.schema(
     [DRAWING_SCHEMA.field(n) for n in DRAWING_SCHEMA.names if n != "drawing"]
-    + [pa.field("drawing", pa.list_(RAW_STROKE_TYPE), nullable=False)]
+    + [pa.field("drawing", RAW_DRAWING_TYPE, nullable=False)]
 )
 
 EPSILON = 2.0  # RDP tolerance of the published simplification, in px of the 0..255 frame
@@ -90,6 +92,8 @@ def check_raw_record(obj: Any, word: str | None = None) -> tuple[str, str] | Non
             return "xy_length_mismatch", f"stroke {i}: {len(xs)} x, {len(ys)} y, {len(ts)} t"
         if not xs:
             return "empty_stroke", f"stroke {i}"
+        if len(xs) > MAX_POINTS:  # stroke_len is uint16
+            return "too_large", f"stroke {i} has {len(xs)} points"
         n_points += len(xs)
     if len(drawing) > MAX_POINTS or n_points > 2**32 - 1:
         return "too_large", f"{len(drawing)} strokes, {n_points} points"
@@ -125,27 +129,20 @@ def _meta_arrays(records: list[dict[str, Any]], word: str) -> list[pa.Array]:
     ]
 
 
-def _offsets(counts: np.ndarray) -> pa.Array:
-    o = np.zeros(len(counts) + 1, np.int32)
-    np.cumsum(counts, out=o[1:])
-    return pa.array(o)
+def _points_per_drawing(stroke_pts: np.ndarray, n_strokes: np.ndarray) -> np.ndarray:
+    """Points of each drawing from points per stroke and strokes per drawing (0 for a drawing without strokes)."""
+    so = np.zeros(len(n_strokes) + 1, np.int64)
+    np.cumsum(n_strokes, out=so[1:])
+    po = np.zeros(len(stroke_pts) + 1, np.int64)
+    np.cumsum(stroke_pts, out=po[1:])
+    return po[so[1:]] - po[so[:-1]]
 
 
 def raw_table(records: list[dict[str, Any]], word: str) -> pa.Table:
     """A :data:`RAW_DRAWING_SCHEMA` table from valid raw records."""
     x, y, t, pts, ns = _flat(records)
-    po = _offsets(pts)
-    strokes = pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(po, pa.array(x.astype(np.float32))),
-         pa.ListArray.from_arrays(po, pa.array(y.astype(np.float32))),
-         pa.ListArray.from_arrays(po, pa.array(t.astype(np.int32)))],
-        fields=list(RAW_STROKE_TYPE),
-    )
-    drawing = pa.ListArray.from_arrays(_offsets(ns), strokes, type=RAW_DRAWING_SCHEMA.field("drawing").type)
-    so = np.zeros(len(ns) + 1, np.int64)
-    np.cumsum(ns, out=so[1:])
-    n_points = np.add.reduceat(pts, so[:-1]) if len(pts) else np.zeros(len(ns), np.int64)
-    n_points[ns == 0] = 0
+    drawing = drawing_array({"x": x, "y": y, "t": t}, pts, ns, type=RAW_DRAWING_TYPE)
+    n_points = _points_per_drawing(pts, ns)
     return pa.Table.from_arrays(
         [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), pa.array(n_points.astype(np.uint32)), drawing],
         schema=RAW_DRAWING_SCHEMA,
@@ -338,15 +335,8 @@ def simplify_drawings(records: list[dict[str, Any]], word: str) -> pa.Table:
     """A :data:`~quickdraw.sources.schema.DRAWING_SCHEMA` table of valid raw records, simplified as published."""
     x, y, _, pts, ns = _flat(records)
     sx, sy, spts = simplify_strokes(x, y, pts, ns)
-    po = _offsets(spts)
-    strokes = pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(po, pa.array(sx)), pa.ListArray.from_arrays(po, pa.array(sy))],
-        fields=list(STROKE_TYPE),
-    )
-    drawing = pa.ListArray.from_arrays(_offsets(ns), strokes, type=DRAWING_SCHEMA.field("drawing").type)
-    so = np.zeros(len(ns) + 1, np.int64)
-    np.cumsum(ns, out=so[1:])
-    n_points = np.add.reduceat(spts, so[:-1]) if len(spts) else np.zeros(len(ns), np.int64)
+    drawing = drawing_array({"x": sx, "y": sy}, spts, ns)
+    n_points = _points_per_drawing(spts, ns)
     return pa.Table.from_arrays(
         [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), pa.array(n_points.astype(np.uint32)), drawing],
         schema=DRAWING_SCHEMA,
@@ -412,15 +402,20 @@ def parse_raw_chunk(
 
 
 def simplification_closeness(mine: list[Any], theirs: list[Any]) -> dict[str, float]:
-    """How close simplified drawings are to reference ones (pairwise lists of ``[[xs, ys], ...]`` or Arrow
-    ``[{"x", "y"}, ...]`` drawings): the share with the same stroke count, the same point count and identical
+    """How close simplified drawings are to reference ones, pairwise. Each drawing is either source stroke
+    lists ``[[xs, ys], ...]`` or an Arrow ``drawing`` value ``{"x": [..], "y": [..], "stroke_len": [..]}`` (as
+    from ``to_pylist()``). Returns the share with the same stroke count, the same point count and identical
     points; the mean absolute coordinate difference (px) over drawings with equal point counts (points matched
     in order); symmetric Chamfer (mean nearest-point distance) and Hausdorff distances (px) over all drawings.
     """
 
     def pts(d: Any) -> np.ndarray:
-        strokes = [(s["x"], s["y"]) if isinstance(s, dict) else (s[0], s[1]) for s in d]
-        return np.array([(x, y) for xs, ys in strokes for x, y in zip(xs, ys)], np.float64).reshape(-1, 2)
+        if isinstance(d, dict):  # flat Arrow drawing: all points back to back
+            return np.column_stack([np.asarray(d["x"], np.float64), np.asarray(d["y"], np.float64)]).reshape(-1, 2)
+        return np.array([(x, y) for s in d for x, y in zip(s[0], s[1])], np.float64).reshape(-1, 2)
+
+    def n_strokes(d: Any) -> int:
+        return len(d["stroke_len"]) if isinstance(d, dict) else len(d)
 
     same_strokes = same_points = identical = 0
     mad: list[float] = []
@@ -428,7 +423,7 @@ def simplification_closeness(mine: list[Any], theirs: list[Any]) -> dict[str, fl
     hausdorff: list[float] = []
     for a, b in zip(mine, theirs, strict=True):
         pa_, pb = pts(a), pts(b)
-        same_strokes += len(a) == len(b)
+        same_strokes += n_strokes(a) == n_strokes(b)
         if len(pa_) == len(pb):
             same_points += 1
             mad.append(float(np.abs(pa_ - pb).mean()))
