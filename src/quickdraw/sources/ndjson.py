@@ -159,16 +159,18 @@ def _classify_line(raw: bytes, word: str | None, last_unterminated: bool) -> tup
 _SCRATCH = threading.local()
 
 
-def _scratch(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread scratch buffers for the scanner, grown but never shrunk.
+def _scratch(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread scratch buffers for the scanner (x, y, points per stroke, newline mask), grown, never shrunk.
 
-    Allocating three chunk-sized arrays per chunk and freeing them again fragmented the heap enough that
-    peak RSS crept up with the input size; reusing them keeps it flat. Nothing returned by this module keeps
-    a view of them (results are copied out).
+    Allocating chunk-sized arrays per chunk and freeing them again fragmented the heap enough that peak RSS
+    crept up with the input size, and every fresh allocation of that size is mapped anew by the kernel (page
+    faults were a third of fetch's CPU time); reusing them keeps RSS flat and the faults to the first chunk.
+    Nothing returned by this module keeps a view of them (results are copied out).
     """
     bufs = getattr(_SCRATCH, "bufs", None)
     if bufs is None or len(bufs[0]) < cap:
-        bufs = (np.empty(cap, np.uint8), np.empty(cap, np.uint8), np.empty(cap // 4 + 1, np.int32))
+        bufs = (np.empty(cap, np.uint8), np.empty(cap, np.uint8), np.empty(cap // 4 + 1, np.int32),
+                np.empty(cap, np.bool_))
         _SCRATCH.bufs = bufs
     return bufs
 
@@ -180,7 +182,7 @@ def _fast_table(
     from quickdraw.sources._kernel import scan_lines
 
     n = len(starts)
-    xs, ys, stroke_pts = _scratch(max(len(buf), 1))
+    xs, ys, stroke_pts, _ = _scratch(max(len(buf), 1))
     key_id = np.empty(n, np.uint64)
     ts = np.empty(n, np.int64)
     rec = np.empty(n, np.bool_)
@@ -226,7 +228,9 @@ def _fast_table(
 
 
 def _line_starts(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    nl = np.flatnonzero(buf == 10)
+    mask = _scratch(max(len(buf), 1))[3][: len(buf)]
+    np.equal(buf, 10, out=mask)
+    nl = np.flatnonzero(mask)
     starts = np.concatenate(([0], nl + 1))
     ends = np.concatenate((nl, [len(buf)]))
     if len(starts) and starts[-1] == len(buf):  # data ended with a newline: no trailing partial line
@@ -235,7 +239,7 @@ def _line_starts(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def parse_chunk(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     first_line: int,
     *,
     word: str,
@@ -246,7 +250,8 @@ def parse_chunk(
 
     ``at_eof`` says the chunk ends the file, so a final line without a newline may be a truncated record.
     ``strict_error(line, reason, detail)`` is called on the first bad record (it is expected to raise).
-    Rows come out in line order; bad lines come out as :class:`Reject` with their reason.
+    Rows come out in line order; bad lines come out as :class:`Reject` with their reason. ``data`` may be a
+    view of a buffer the caller reuses: nothing returned refers to it.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _line_starts(buf)
@@ -261,7 +266,7 @@ def parse_chunk(
     blank = 0
     last = len(starts) - 1
     for i in np.flatnonzero(refused).tolist():
-        raw = data[starts[i] : ends[i]]
+        raw = bytes(data[starts[i] : ends[i]])
         line = first_line + i
         if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]  # a UTF-8 BOM on the first line is an encoding artefact, not bad data
@@ -270,7 +275,7 @@ def parse_chunk(
         if not raw.strip():
             blank += 1  # blank lines are not records
             continue
-        unterminated = at_eof and i == last and not data.endswith(b"\n")
+        unterminated = at_eof and i == last and buf[-1] != 10
         obj, verdict = _classify_line(raw, word, unterminated)
         if verdict is None:
             good_recs.append(obj)
