@@ -78,7 +78,7 @@ class FetchOptions:
     countries: tuple[str, ...] | None = None
     strict: bool = False
     part_rows: int = 50_000  # small enough that encoding the last part adds little after parsing ends
-    chunk_bytes: int = 8 << 20
+    chunk_bytes: int = 4 << 20
     format: str = "ndjson"
     simplify: bool = False
 
