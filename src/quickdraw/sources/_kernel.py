@@ -129,30 +129,47 @@ def _timestamp(buf, pos, end, out, i):  # type: ignore[no-untyped-def]
 @numba.njit(cache=True, nogil=True)
 def _coord_list(buf, pos, end, dst, cursor):  # type: ignore[no-untyped-def]
     # "[v,v,...]" with 0 <= v <= 255, no leading zeros, at least one value. Returns (pos after ']', count).
+    # Digits are read by position (one, two or three) rather than in a loop: this is the innermost loop of
+    # fetch, run ~90 times a drawing. A value is always followed by ',' or ']', so pos + 1 < end holds
+    # for every well-formed value and guards the look-ahead reads.
     if pos >= end or buf[pos] != 91:
         return -1, 0
     pos += 1
     n = 0
-    while True:
-        start = pos
-        v = 0
-        while pos < end and 48 <= buf[pos] <= 57:
-            v = v * 10 + (buf[pos] - 48)
+    while pos + 1 < end:
+        d0 = np.int64(buf[pos]) - 48
+        if d0 < 0 or d0 > 9:
+            return -1, 0
+        d1 = np.int64(buf[pos + 1]) - 48
+        if d1 < 0 or d1 > 9:
+            v = d0
             pos += 1
-            if pos - start > 3:
+        elif d0 == 0:
+            return -1, 0  # leading zero
+        else:
+            if pos + 2 >= end:
                 return -1, 0
-        if pos == start or v > 255 or (pos - start > 1 and buf[start] == 48):
+            d2 = np.int64(buf[pos + 2]) - 48
+            if d2 < 0 or d2 > 9:
+                v = d0 * 10 + d1
+                pos += 2
+            else:
+                v = d0 * 100 + d1 * 10 + d2
+                if v > 255:
+                    return -1, 0
+                pos += 3  # a fourth digit fails the separator test below
+        if pos >= end:
             return -1, 0
         dst[cursor + n] = v
         n += 1
-        if pos >= end:
-            return -1, 0
-        if buf[pos] == 44:
+        c = buf[pos]
+        if c == 44:
             pos += 1
-        elif buf[pos] == 93:
+        elif c == 93:
             return pos + 1, n
         else:
             return -1, 0
+    return -1, 0
 
 
 @numba.njit(cache=True, nogil=True)
