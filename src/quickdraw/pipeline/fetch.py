@@ -77,7 +77,7 @@ class FetchOptions:
     recognized_only: bool = False
     countries: tuple[str, ...] | None = None
     strict: bool = False
-    part_rows: int = 50_000  # small enough that encoding the last part adds little after parsing ends
+    part_rows: int = 25_000  # small parts keep the encoding that is left when parsing ends short (and RSS low)
     chunk_bytes: int = 4 << 20
     format: str = "ndjson"
     simplify: bool = False
@@ -304,10 +304,10 @@ def fetch_class(
     # and every earlier part are on disk, so a kill still leaves a clean checkpoint. At most two parts are
     # in flight, which bounds memory.
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"fetch-write-{word}")
-    in_flight: deque[tuple[list[Future[int]], list[str], list[bytes], dict[str, Any]]] = deque()
+    in_flight: deque[tuple[list[Future[dict[str, Any]]], list[str], list[bytes], dict[str, Any]]] = deque()
     n_parts = len(parts)
 
-    def write(tables: list[pa.Table], name: str) -> int:
+    def write(tables: list[pa.Table], name: str) -> dict[str, Any]:
         pool = _encode_pool()
         table = pa.concat_tables(tables).combine_chunks(memory_pool=pool)
         _write_part(cdir / name, table, word, url, pool)
@@ -316,13 +316,13 @@ def fetch_class(
         # Arrow's allocator keeps freed pages for reuse; handing them back after each part keeps the peak RSS
         # flat however large the class file is.
         pool.release_unused()
-        return rows
+        # Hashed here, while the next chunks are parsed, rather than all at the end for the manifest.
+        return {"file": name, "rows": rows, "sha256": sha256_file(cdir / name)}
 
     def complete_oldest() -> None:
         nonlocal q_bytes
         futs, names, q_lines, snap = in_flight.popleft()
-        rows = [f.result() for f in futs]  # re-raises a failed write (full disk, ...) in the caller's thread
-        parts.extend({"file": n, "rows": r} for n, r in zip(names, rows))
+        parts.extend([f.result() for f in futs])  # re-raises a failed write (full disk, ...) in this thread
         if q_lines:
             blob = b"".join(q_lines)
             with open(qpath, "ab") as f:
@@ -335,7 +335,7 @@ def fetch_class(
     def checkpoint(final: bool = False) -> None:
         nonlocal buffered, buffered_rows, pending_q, n_parts
         names: list[str] = []
-        futs: list[Future[int]] = []
+        futs: list[Future[dict[str, Any]]] = []
         if buffered_rows:
             # Nothing is parsed after the last part, so it would be encoded on one core while the other idles:
             # split it in two parts encoded side by side. Both are one checkpoint (the state file names them
@@ -472,7 +472,7 @@ def fetch_class(
         "identity": identity,
         "options": opts.identity(),
         "counts": counts,
-        "parts": [{**p, "sha256": sha256_file(cdir / p["file"])} for p in parts],
+        "parts": [p if "sha256" in p else {**p, "sha256": sha256_file(cdir / p["file"])} for p in parts],
         "quarantine": {"file": QUARANTINE, "records": sum(rejected.values())} if rejected else None,
         "schema_version": SCHEMA_VERSION,
     }
