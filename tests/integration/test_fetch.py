@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -30,7 +31,9 @@ def records(shared: Path, word: str) -> list[dict[str, Any]]:
 
 
 def read_class(out: Path, word: str) -> Any:
-    return pq.read_table(out / word).sort_by([])  # part order is file order
+    """All parts of a fetched class, in the manifest's (source) order."""
+    man = json.loads((out / word / "_manifest.json").read_text())
+    return pa.concat_tables([pq.read_table(out / word / p["file"]) for p in man["parts"]])
 
 
 def dir_bytes(d: Path) -> dict[str, bytes]:
@@ -168,6 +171,47 @@ def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytes
             fetch("cat", out, opts)
         monkeypatch.setattr(fetch_mod, "_write_part", real_write)
         assert not (out / "cat" / "_manifest.json").exists()
+        r = fetch("cat", out, opts).classes[0]
+        assert r.status == "resumed"
+        assert dir_bytes(out) == want
+
+
+def test_last_part_is_split_in_two_and_resumed_as_one_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows left at the end become two parts encoded side by side; a crash in either redoes both."""
+    monkeypatch.setattr(fetch_mod, "MIN_SPLIT_ROWS", 1)  # the default (5,000) needs a bigger file than a test wants
+    src = tmp_path / "src"
+    src.mkdir()
+    recs = [orjson.loads(x) for x in synthetic_ndjson(3000).splitlines()]
+    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10)
+    clean = tmp_path / "clean"
+    fetch("cat", clean, opts)
+    want = dir_bytes(clean)
+    rows = [p["rows"] for p in json.loads((clean / "cat" / "_manifest.json").read_text())["parts"]]
+    assert sum(rows) == 3000 and len(rows) >= 4
+    assert all(r >= 400 for r in rows[:-2])  # regular parts: cut at the first chunk end past part_rows
+    left = rows[-2] + rows[-1]
+    assert (rows[-2], rows[-1]) == (left // 2, left - left // 2)
+    got = read_class(clean, "cat")
+    assert got.equals(table_from_records(recs).replace_schema_metadata(got.schema.metadata))
+
+    real_write = fetch_mod._write_part
+    for crash_at in (len(rows) - 2, len(rows) - 1):  # a crash while the two halves are being written
+        out = tmp_path / f"crash{crash_at}"
+        calls = {"n": 0}
+
+        def crashing(*a: Any, **k: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] > crash_at:
+                raise KeyboardInterrupt("simulated kill")
+            real_write(*a, **k)
+
+        monkeypatch.setattr(fetch_mod, "_write_part", crashing)
+        with pytest.raises(KeyboardInterrupt):
+            fetch("cat", out, opts)
+        monkeypatch.setattr(fetch_mod, "_write_part", real_write)
+        state = json.loads((out / "cat" / ".fetch-state.json").read_text())
+        assert len(state["parts"]) == len(rows) - 2  # neither half is in the last checkpoint
         r = fetch("cat", out, opts).classes[0]
         assert r.status == "resumed"
         assert dir_bytes(out) == want
