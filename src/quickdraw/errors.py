@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError"]
+__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError", "FetchSchemaError"]
 
 
 class QuickDrawError(Exception):
@@ -24,3 +24,7 @@ class BadRecordError(QuickDrawError):
 
 class CacheError(QuickDrawError):
     """A cache version is missing, incomplete or corrupt (names the file)."""
+
+
+class FetchSchemaError(QuickDrawError):
+    """Fetched data written in another layout than this quickdraw reads (names the manifest; re-fetch it)."""

@@ -254,3 +254,86 @@ def test_strict_stops_the_other_classes(tmp_path: Path, concurrency: int) -> Non
         fetch("cat,dog", tmp_path / "out", opts, concurrency=concurrency)
     assert not (tmp_path / "out" / "dog" / "_manifest.json").exists()
     assert time.monotonic() - t < 30
+
+
+def test_one_failed_write_among_successful_ones_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part that fails (disk full) while a later part succeeds: the state must not skip the failed one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10)
+    clean = tmp_path / "clean"
+    fetch("cat", clean, opts)
+    want = dir_bytes(clean)
+
+    real_write = fetch_mod._write_part
+
+    def second_fails_late(path: Path, *a: Any, **k: Any) -> None:
+        if path.name == "part-00001.parquet":
+            time.sleep(0.5)  # long enough for part-00002 to be written by the other writer thread
+            raise OSError(28, "No space left on device (simulated)")
+        real_write(path, *a, **k)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(fetch_mod, "_write_part", second_fails_late)
+    with pytest.raises(OSError, match="No space left"):
+        fetch_mod.fetch_class("cat", out, opts)
+    monkeypatch.setattr(fetch_mod, "_write_part", real_write)
+    state = json.loads((out / "cat" / ".fetch-state.json").read_text())
+    assert [p["file"] for p in state["parts"]] == ["part-00000.parquet"]
+    assert fetch("cat", out, opts).classes[0].status == "resumed"
+    assert dir_bytes(out) == want
+
+
+def test_resume_after_cap_reached_only_writes_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10, max_per_class=2500)
+    clean = tmp_path / "clean"
+    fetch("cat", clean, opts)
+    want = dir_bytes(clean)
+
+    real_json = fetch_mod.write_json_atomic
+
+    def killed_before_manifest(path: Path, doc: Any) -> None:
+        if Path(path).name == "_manifest.json":
+            raise KeyboardInterrupt("simulated kill after the last checkpoint")
+        real_json(path, doc)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(fetch_mod, "write_json_atomic", killed_before_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        fetch("cat", out, opts)
+    monkeypatch.setattr(fetch_mod, "write_json_atomic", real_json)
+    r = fetch("cat", out, opts).classes[0]
+    assert (r.status, r.accepted, r.bytes_read) == ("resumed", 2500, 0)  # nothing read again
+    assert dir_bytes(out) == want
+
+
+def test_state_naming_a_missing_part_is_discarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10)
+    clean = tmp_path / "clean"
+    fetch("cat", clean, opts)
+    want = dir_bytes(clean)
+
+    real_write = fetch_mod._write_part
+    calls = {"n": 0}
+
+    def crashing(*a: Any, **k: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt("simulated kill")
+        real_write(*a, **k)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(fetch_mod, "_write_part", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        fetch("cat", out, opts)
+    monkeypatch.setattr(fetch_mod, "_write_part", real_write)
+    (out / "cat" / "part-00000.parquet").unlink()  # e.g. a rename lost in a power cut
+    assert fetch("cat", out, opts).classes[0].status == "fetched"
+    assert dir_bytes(out) == want

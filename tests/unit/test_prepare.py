@@ -126,6 +126,22 @@ def test_reading_helpers_see_complete_classes_only(fetched: Path) -> None:
     assert scan_fetched(fetched).count_rows() == 160
 
 
+def test_schema_1_fetch_output_is_refused_with_a_way_out(fetched: Path, tmp_path: Path) -> None:
+    from quickdraw.errors import FetchSchemaError
+    from quickdraw.pipeline.show import load_sample
+
+    man_path = fetched / "dog" / "_manifest.json"
+    man = json.loads(man_path.read_text())
+    man_path.write_text(json.dumps({**man, "schema_version": 1}))
+    for call in (lambda: prepare(fetched, tmp_path / "o"), lambda: load_sample(fetched, n=2),
+                 lambda: scan_fetched(fetched)):
+        with pytest.raises(FetchSchemaError, match=r"dog/_manifest.json: fetch schema version 1.*quickdraw fetch"):
+            call()
+    assert not (tmp_path / "o").exists()  # refused before any work
+    res = runner.invoke(app, ["prepare", "--in", str(fetched), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "schema version 1" in res.output and "Traceback" not in res.output
+
+
 def test_contract_and_content(fetched: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = prepare(fetched, out, min_len=6, max_len=30)

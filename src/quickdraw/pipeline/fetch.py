@@ -194,6 +194,12 @@ def _write_part(path: Path, table: pa.Table, word: str, url: str, pool: pa.Memor
         raise
 
 
+def _part_entry(cdir: Path, name: str, rows: int) -> dict[str, Any]:
+    """A part as the state file and the manifest list it: name, rows, bytes and sha256 of the file on disk."""
+    path = cdir / name
+    return {"file": name, "rows": rows, "size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
 def _apply_filters(table: pa.Table, opts: FetchOptions, filtered: dict[str, int]) -> pa.Table:
     if opts.recognized_only and table.num_rows:
         keep = table.column("recognized")
@@ -254,6 +260,13 @@ def fetch_class(
             state = None
         if state is not None and state.get("identity") != identity:
             state = None
+        if state is not None and not all(
+            (cdir / p["file"]).is_file() and (cdir / p["file"]).stat().st_size == p.get("size", -1) for p in state["parts"]
+        ):
+            # A part the last checkpoint names is gone or changed (a rename lost in a power cut, a hand edit):
+            # its recorded hash cannot be trusted, so start over rather than write a wrong manifest.
+            log.warning("%s: a part named in %s is missing or changed; fetching the class again", word, STATE)
+            state = None
     if state is None:
         # A different source version or options: nothing already written can be reused.
         for p in cdir.iterdir():
@@ -262,7 +275,7 @@ def fetch_class(
             else:
                 p.unlink()
         state = {"identity": identity, "offset": 0, "line": 1, "accepted": 0, "read": 0, "filtered": {},
-                 "rejected": {}, "parts": [], "quarantine_bytes": 0}
+                 "rejected": {}, "parts": [], "quarantine_bytes": 0, "stopped": False}
         status = "fetched"
     else:
         status = "resumed"
@@ -292,7 +305,7 @@ def fetch_class(
     buffered: list[pa.Table] = []
     buffered_rows = 0
     pending_q: list[bytes] = []
-    stopped = False
+    stopped: bool = state.get("stopped", False)  # the cap was reached: a resume only has the manifest to write
     cap = opts.max_per_class
 
     def strict_error(ln: int, reason: str, detail: str) -> None:
@@ -317,20 +330,26 @@ def fetch_class(
         # flat however large the class file is.
         pool.release_unused()
         # Hashed here, while the next chunks are parsed, rather than all at the end for the manifest.
-        return {"file": name, "rows": rows, "sha256": sha256_file(cdir / name)}
+        return _part_entry(cdir, name, rows)
 
     def complete_oldest() -> None:
+        # The checkpoint leaves the queue only once it is durable: if a write failed, it stays at the head and
+        # every later checkpoint stays behind it, so the state file can never skip a part.
         nonlocal q_bytes
-        futs, names, q_lines, snap = in_flight.popleft()
-        parts.extend([f.result() for f in futs])  # re-raises a failed write (full disk, ...) in this thread
-        if q_lines:
-            blob = b"".join(q_lines)
+        futs, _, q_lines, snap = in_flight[0]
+        done = [f.result() for f in futs]  # re-raises a failed write (full disk, ...) in this thread
+        blob = b"".join(q_lines)
+        if blob:
             with open(qpath, "ab") as f:
+                f.truncate(q_bytes)  # idempotent: a retried checkpoint cannot append its lines twice
                 f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
-            q_bytes += len(blob)
-        write_json_atomic(state_path, {"identity": identity, **snap, "parts": parts, "quarantine_bytes": q_bytes})
+        write_json_atomic(state_path, {"identity": identity, **snap, "parts": parts + done,
+                                       "quarantine_bytes": q_bytes + len(blob)})
+        parts.extend(done)
+        q_bytes += len(blob)
+        in_flight.popleft()
 
     def checkpoint(final: bool = False) -> None:
         nonlocal buffered, buffered_rows, pending_q, n_parts
@@ -347,7 +366,7 @@ def fetch_class(
                 names.append(f"part-{n_parts:05d}.parquet")
                 n_parts += 1
                 futs.append(writer.submit(write, [table.slice(lo, hi - lo)], names[-1]))
-        snap = {"offset": offset, "line": line, "accepted": accepted, "read": read,
+        snap = {"offset": offset, "line": line, "accepted": accepted, "read": read, "stopped": stopped,
                 "filtered": dict(filtered), "rejected": dict(rejected)}
         in_flight.append((futs, names, pending_q, snap))
         buffered, buffered_rows, pending_q = [], 0, []
@@ -463,7 +482,7 @@ def fetch_class(
         # Zero accepted drawings is a valid outcome (e.g. a country filter); keep the schema readable.
         schema = RAW_DRAWING_SCHEMA if opts.format == "raw" and not opts.simplify else DRAWING_SCHEMA
         _write_part(cdir / "part-00000.parquet", schema.empty_table(), word, url)
-        parts.append({"file": "part-00000.parquet", "rows": 0})
+        parts.append(_part_entry(cdir, "part-00000.parquet", 0))
 
     counts = {"read": read, "accepted": accepted, "filtered": filtered, "rejected": rejected, "stopped_early": stopped}
     manifest = {
@@ -472,7 +491,7 @@ def fetch_class(
         "identity": identity,
         "options": opts.identity(),
         "counts": counts,
-        "parts": [p if "sha256" in p else {**p, "sha256": sha256_file(cdir / p["file"])} for p in parts],
+        "parts": parts,
         "quarantine": {"file": QUARANTINE, "records": sum(rejected.values())} if rejected else None,
         "schema_version": SCHEMA_VERSION,
     }

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from quickdraw import __version__
 from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw.errors import QuickDrawError
-from quickdraw.sources.parquet import class_parts, fetched_classes, read_class_manifest
+from quickdraw.sources.parquet import check_schema_version, class_parts, fetched_classes
 from quickdraw.strokes import (
     OnLong,
     Stroke3Batch,
@@ -181,18 +181,9 @@ def output_schema(fmt: str) -> pa.Schema:
 
 def input_fingerprint(in_dir: str | Path, classes: Sequence[str]) -> str:
     """Hash of the input class manifests (which list every part's sha256), in class-list order."""
-    from quickdraw.sources.schema import SCHEMA_VERSION
-
     h = hashlib.blake2b(digest_size=16)
     for word in classes:
-        manifest = read_class_manifest(in_dir, word)
-        version = manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise PrepareError(
-                f"{Path(in_dir) / word / MANIFEST}: fetch schema version {version}, this quickdraw reads version "
-                f"{SCHEMA_VERSION} (the drawing layout changed): run `quickdraw fetch` again on the same --out, "
-                "it re-fetches the class"
-            )
+        manifest = check_schema_version(in_dir, word)  # a schema-1 class fails here, before any work
         h.update(word.encode("utf-8") + b"\0")
         h.update(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\0")
     return h.hexdigest()

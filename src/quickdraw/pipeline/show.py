@@ -81,11 +81,13 @@ def _pick_classes(have: Sequence[str], classes: Sequence[str] | None, where: str
 def _from_fetch(root: Path, classes: Sequence[str] | None, n: int) -> Sample:
     import pyarrow.parquet as pq
 
-    from quickdraw.sources.parquet import class_parts, fetched_classes
+    from quickdraw.sources.parquet import check_schema_version, class_parts, fetched_classes
 
     words = _pick_classes(fetched_classes(root), classes, str(root))
     sample = Sample("fetch", words)
     labels: list[int] = []
+    for w in words:
+        check_schema_version(root, w)
     for label, w in enumerate(words):
         got = 0
         for part in class_parts(root, w):

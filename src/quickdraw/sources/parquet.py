@@ -13,9 +13,10 @@ from typing import Any
 
 import pyarrow.dataset as pads
 
-from quickdraw.sources.schema import DRAWING_SCHEMA
+from quickdraw.errors import FetchSchemaError
+from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 
-__all__ = ["MANIFEST", "class_parts", "fetched_classes", "read_class_manifest", "scan_fetched"]
+__all__ = ["MANIFEST", "check_schema_version", "class_parts", "fetched_classes", "read_class_manifest", "scan_fetched"]
 
 MANIFEST = "_manifest.json"
 
@@ -40,6 +41,23 @@ def read_class_manifest(directory: str | Path, word: str) -> dict[str, Any]:
     return doc
 
 
+def check_schema_version(directory: str | Path, word: str) -> dict[str, Any]:
+    """The class manifest, after checking the class was fetched in the layout this quickdraw reads.
+
+    Raises :class:`~quickdraw.errors.FetchSchemaError` naming the manifest otherwise (schema 1 stored a list
+    per stroke): running ``quickdraw fetch`` again on the same directory re-fetches the class.
+    """
+    manifest = read_class_manifest(directory, word)
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise FetchSchemaError(
+            f"{Path(directory) / word / MANIFEST}: fetch schema version {version}, this quickdraw reads version "
+            f"{SCHEMA_VERSION} (the drawing layout changed): run `quickdraw fetch` again on the same --out, "
+            "it re-fetches the class"
+        )
+    return manifest
+
+
 def class_parts(directory: str | Path, word: str) -> list[Path]:
     """The part files of one complete class in source order.
 
@@ -60,5 +78,7 @@ def scan_fetched(directory: str | Path, classes: Sequence[str] | None = None) ->
     Files are ordered by class (sorted) then part, so a scan sees each class's rows in source order.
     """
     words = fetched_classes(directory) if classes is None else list(classes)
+    for w in words:
+        check_schema_version(directory, w)
     files = [str(p) for w in words for p in class_parts(directory, w)]
     return pads.dataset(files, schema=DRAWING_SCHEMA, format="parquet")
