@@ -40,6 +40,19 @@ def dir_bytes(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+def crash_after(n: int, real_write: Any) -> Any:
+    """A stand-in for ``fetch._write_part`` that writes ``n`` parts, then raises as a kill would."""
+    calls = {"n": 0}
+
+    def crashing(*a: Any, **k: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise KeyboardInterrupt("simulated kill")
+        real_write(*a, **k)
+
+    return crashing
+
+
 def test_fetch_cli_matches_input(gcs_source: str, shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "raw"
     res = runner.invoke(app, ["fetch", "--classes", ",".join(WORDS), "--out", str(out), "--source", gcs_source, "--json"])
@@ -158,15 +171,7 @@ def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytes
     real_write = fetch_mod._write_part
     for crash_at in (1, 3):
         out = tmp_path / f"crash{crash_at}"
-        calls = {"n": 0}
-
-        def crashing(*a: Any, **k: Any) -> None:
-            calls["n"] += 1
-            if calls["n"] > crash_at:
-                raise KeyboardInterrupt("simulated kill")
-            real_write(*a, **k)
-
-        monkeypatch.setattr(fetch_mod, "_write_part", crashing)
+        monkeypatch.setattr(fetch_mod, "_write_part", crash_after(crash_at, real_write))
         with pytest.raises(KeyboardInterrupt):
             fetch("cat", out, opts)
         monkeypatch.setattr(fetch_mod, "_write_part", real_write)
@@ -198,15 +203,7 @@ def test_last_part_is_split_in_two_and_resumed_as_one_checkpoint(tmp_path: Path,
     real_write = fetch_mod._write_part
     for crash_at in (len(rows) - 2, len(rows) - 1):  # a crash while the two halves are being written
         out = tmp_path / f"crash{crash_at}"
-        calls = {"n": 0}
-
-        def crashing(*a: Any, **k: Any) -> None:
-            calls["n"] += 1
-            if calls["n"] > crash_at:
-                raise KeyboardInterrupt("simulated kill")
-            real_write(*a, **k)
-
-        monkeypatch.setattr(fetch_mod, "_write_part", crashing)
+        monkeypatch.setattr(fetch_mod, "_write_part", crash_after(crash_at, real_write))
         with pytest.raises(KeyboardInterrupt):
             fetch("cat", out, opts)
         monkeypatch.setattr(fetch_mod, "_write_part", real_write)
@@ -321,16 +318,8 @@ def test_state_naming_a_missing_part_is_discarded(tmp_path: Path, monkeypatch: p
     want = dir_bytes(clean)
 
     real_write = fetch_mod._write_part
-    calls = {"n": 0}
-
-    def crashing(*a: Any, **k: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise KeyboardInterrupt("simulated kill")
-        real_write(*a, **k)
-
     out = tmp_path / "out"
-    monkeypatch.setattr(fetch_mod, "_write_part", crashing)
+    monkeypatch.setattr(fetch_mod, "_write_part", crash_after(3, real_write))
     with pytest.raises(KeyboardInterrupt):
         fetch("cat", out, opts)
     monkeypatch.setattr(fetch_mod, "_write_part", real_write)
