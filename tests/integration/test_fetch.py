@@ -157,15 +157,19 @@ def synthetic_ndjson(n: int, word: str = "cat", seed: int = 0) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-@pytest.mark.parametrize("cap", [2500, None], ids=["capped-reads", "aligned-read-ahead"])
-def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int | None) -> None:
+def clean_run(tmp_path: Path, **options: Any) -> tuple[FetchOptions, dict[str, bytes]]:
+    """Fetch a 3,000-drawing synthetic class without faults: the options and the files a faulty run must match."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
-    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10, max_per_class=cap)
-    clean = tmp_path / "clean"
-    fetch("cat", clean, opts)
-    want = dir_bytes(clean)
+    opts = FetchOptions(source=str(src), **options)
+    fetch("cat", tmp_path / "clean", opts)
+    return opts, dir_bytes(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("cap", [2500, None], ids=["capped-reads", "aligned-read-ahead"])
+def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int | None) -> None:
+    opts, want = clean_run(tmp_path, part_rows=400, chunk_bytes=64 << 10, max_per_class=cap)
     assert len([k for k in want if k.startswith("cat/part-")]) >= 5
 
     real_write = fetch_mod._write_part
@@ -255,13 +259,7 @@ def test_strict_stops_the_other_classes(tmp_path: Path, concurrency: int) -> Non
 
 def test_one_failed_write_among_successful_ones_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A part that fails (disk full) while a later part succeeds: the state must not skip the failed one."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
-    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10)
-    clean = tmp_path / "clean"
-    fetch("cat", clean, opts)
-    want = dir_bytes(clean)
+    opts, want = clean_run(tmp_path, part_rows=400, chunk_bytes=64 << 10)
 
     real_write = fetch_mod._write_part
 
@@ -283,13 +281,7 @@ def test_one_failed_write_among_successful_ones_resumes_exactly(tmp_path: Path, 
 
 
 def test_resume_after_cap_reached_only_writes_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
-    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10, max_per_class=2500)
-    clean = tmp_path / "clean"
-    fetch("cat", clean, opts)
-    want = dir_bytes(clean)
+    opts, want = clean_run(tmp_path, part_rows=400, chunk_bytes=64 << 10, max_per_class=2500)
 
     real_json = fetch_mod.write_json_atomic
 
@@ -309,13 +301,7 @@ def test_resume_after_cap_reached_only_writes_the_manifest(tmp_path: Path, monke
 
 
 def test_state_naming_a_missing_part_is_discarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
-    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10)
-    clean = tmp_path / "clean"
-    fetch("cat", clean, opts)
-    want = dir_bytes(clean)
+    opts, want = clean_run(tmp_path, part_rows=400, chunk_bytes=64 << 10)
 
     real_write = fetch_mod._write_part
     out = tmp_path / "out"
