@@ -164,8 +164,9 @@ def _coordinate_encoding(schema: pa.Schema) -> dict[str, str]:
 def _encode_pool() -> pa.MemoryPool:
     """The allocator for combining and encoding parts: jemalloc where pyarrow has it.
 
-    Two parts are encoded at once on two threads; with pyarrow's default (mimalloc) they slowed each other
-    down, with jemalloc they run side by side (fetch wall time -8 %, peak RSS -50 MB, benchmarks/bench_fetch.py).
+    Two parts are encoded at once on two threads. In a two-thread micro-benchmark, pairs of writes under
+    pyarrow's default (mimalloc) took 1.1-1.5x one write's time, under jemalloc about 1.1x; end to end the
+    gain was within the machine's noise and peak RSS ~20 MB lower, so it is kept but not relied on.
     """
     try:
         return pa.jemalloc_memory_pool()
