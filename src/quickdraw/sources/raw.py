@@ -129,22 +129,17 @@ def _meta_arrays(records: list[dict[str, Any]], word: str) -> list[pa.Array]:
     ]
 
 
-def _points_per_drawing(stroke_pts: np.ndarray, n_strokes: np.ndarray) -> np.ndarray:
-    """Points of each drawing from points per stroke and strokes per drawing (0 for a drawing without strokes)."""
-    so = np.zeros(len(n_strokes) + 1, np.int64)
-    np.cumsum(n_strokes, out=so[1:])
-    po = np.zeros(len(stroke_pts) + 1, np.int64)
-    np.cumsum(stroke_pts, out=po[1:])
-    return po[so[1:]] - po[so[:-1]]
+def _points_per_drawing(drawing: pa.StructArray) -> pa.Array:
+    """``n_points`` read off a column :func:`drawing_array` just built: the lengths of its ``x`` lists."""
+    return pa.array(np.diff(drawing.field("x").offsets.to_numpy()).astype(np.uint32))
 
 
 def raw_table(records: list[dict[str, Any]], word: str) -> pa.Table:
     """A :data:`RAW_DRAWING_SCHEMA` table from valid raw records."""
     x, y, t, pts, ns = _flat(records)
     drawing = drawing_array({"x": x, "y": y, "t": t}, pts, ns, type=RAW_DRAWING_TYPE)
-    n_points = _points_per_drawing(pts, ns)
     return pa.Table.from_arrays(
-        [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), pa.array(n_points.astype(np.uint32)), drawing],
+        [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), _points_per_drawing(drawing), drawing],
         schema=RAW_DRAWING_SCHEMA,
     )
 
@@ -336,9 +331,8 @@ def simplify_drawings(records: list[dict[str, Any]], word: str) -> pa.Table:
     x, y, _, pts, ns = _flat(records)
     sx, sy, spts = simplify_strokes(x, y, pts, ns)
     drawing = drawing_array({"x": sx, "y": sy}, spts, ns)
-    n_points = _points_per_drawing(spts, ns)
     return pa.Table.from_arrays(
-        [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), pa.array(n_points.astype(np.uint32)), drawing],
+        [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), _points_per_drawing(drawing), drawing],
         schema=DRAWING_SCHEMA,
     )
 
