@@ -13,6 +13,7 @@ $(BIN)/quickdraw: pyproject.toml
 
 venv: $(BIN)/quickdraw
 
+# The stages call bin/quickdraw, which finds $(BIN)/quickdraw by itself: nothing needs activating.
 repro: venv
 	$(BIN)/dvc repro
 
