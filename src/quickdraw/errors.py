@@ -28,3 +28,12 @@ class CacheError(QuickDrawError):
 
 class FetchSchemaError(QuickDrawError):
     """Fetched data written in another layout than this quickdraw reads (names the manifest; re-fetch it)."""
+
+
+class UnsafePathError(QuickDrawError):
+    """A path read from a manifest, state file or checkpoint that is not a relative, normalized path to a
+    regular file inside its folder (names the file it was read from and the entry)."""
+
+
+class CheckpointError(QuickDrawError):
+    """A checkpoint whose structure, sizes or values are not what this quickdraw writes (names file and field)."""
