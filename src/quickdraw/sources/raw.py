@@ -52,6 +52,10 @@ RAW_DRAWING_SCHEMA = pa.schema(
 )
 
 EPSILON = 2.0  # RDP tolerance of the published simplification, in px of the 0..255 frame
+# Raw coordinates are screen pixels (the public files stay within a few thousand). Anything beyond this is
+# a broken or hostile record: it would overflow float32 (1e39 -> inf) or make the simplification's extent
+# meaningless (1e300 -> negative array sizes), so it is rejected as out_of_range instead.
+RAW_COORD_LIMIT = 1e6
 
 
 _NUM = {int, float}
@@ -92,6 +96,8 @@ def check_raw_record(obj: Any, word: str | None = None) -> tuple[str, str] | Non
             return "xy_length_mismatch", f"stroke {i}: {len(xs)} x, {len(ys)} y, {len(ts)} t"
         if not xs:
             return "empty_stroke", f"stroke {i}"
+        if max(map(abs, xs)) > RAW_COORD_LIMIT or max(map(abs, ys)) > RAW_COORD_LIMIT:
+            return "out_of_range", f"stroke {i} has a coordinate beyond +-{RAW_COORD_LIMIT:g} px"
         if len(xs) > MAX_POINTS:  # stroke_len is uint16
             return "too_large", f"stroke {i} has {len(xs)} points"
         n_points += len(xs)
