@@ -27,6 +27,7 @@ def fetch(
     strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed record (names file, line, reason)."),
     concurrency: int = typer.Option(4, "--concurrency", "-j", min=1, help="Classes fetched at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON document on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing folder that quickdraw did not create (files it did not write are still left alone)."),
 ) -> None:
     """Stream Quick, Draw! classes from the public bucket into Parquet (resumable, re-runs are no-ops).
 
@@ -65,7 +66,7 @@ def fetch(
             bars.update(tasks[word], completed=info.get("bytes", 0), **fields)
 
     with friendly_errors(out), bars:
-        result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress)
+        result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress, overwrite=overwrite)
     if as_json:
         print_json(result.to_dict())
     else:

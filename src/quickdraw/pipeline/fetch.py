@@ -12,11 +12,11 @@ The class manifest is written last; a class directory without one is incomplete.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from collections import deque
@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quickdraw._io import sha256_file, write_json_atomic
-from quickdraw.classes import resolve_classes
+from quickdraw._ownership import claim_output, output_lock, owned_subdir, remove_owned
+from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
 from quickdraw.errors import BadRecordError, QuickDrawError, SourceError
 from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
 from quickdraw.sources.binary import parse_binary_chunk
@@ -57,6 +58,8 @@ MIN_CHUNK = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 MIN_SPLIT_ROWS = 5_000  # the last part is split in two halves when each would have at least this many rows
 BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usually covers what is still needed
+# The only files fetch ever removes from a class folder: the ones it writes (quickdraw._ownership).
+OWN_FILES = ("part-*.parquet", "part-*.parquet.incomplete", "*.incomplete", MANIFEST, STATE, QUARANTINE)
 
 
 class FetchStopped(QuickDrawError):
@@ -221,14 +224,25 @@ def fetch_class(
     progress: Progress | None = None,
     *,
     stop: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> ClassResult:
     """Fetch one class into ``out/<word>/``; skips the work if a complete, identical fetch is already there.
 
-    Raises :class:`SourceError` if the object is missing or unreachable, and :class:`BadRecordError` on the
-    first bad record when ``opts.strict`` is set. Setting ``stop`` makes it checkpoint and raise
+    ``word`` must be one of the 345 categories; ``out`` must be a fetch output folder (or new, or empty) unless
+    ``overwrite`` (see :mod:`quickdraw._ownership`). Callers other than :func:`fetch` hold
+    ``quickdraw._ownership.output_lock(out, "fetch")`` themselves if other processes may write ``out``.
+
+    Raises :class:`SourceError` if the object is missing or unreachable, :class:`OwnershipError` for an output
+    folder quickdraw did not create, and :class:`BadRecordError` on the first bad record when ``opts.strict``
+    is set. Setting ``stop`` makes it checkpoint and raise
     :class:`FetchStopped` at its next chunk.
     """
     t0 = time.monotonic()
+    if word not in _class_set():
+        # The same check as the CLI's: a word is a folder name below `out`, so '../victim' must never get here.
+        resolve_classes([word])  # raises with the closest valid names
+        raise UnknownClassError(word, [])  # a preset: fetch() expands those, fetch_class takes one category
+    root = claim_output(out, "fetch", overwrite=overwrite, adopt=_is_fetch_output)
     url = class_url(opts.source, word, FORMATS[opts.format][1])
     info = stat_object(url)
     identity = {
@@ -236,8 +250,7 @@ def fetch_class(
         "source": {"size": info.size, "etag": info.etag, "generation": info.generation},
         "options": opts.identity(),
     }
-    cdir = out / word
-    cdir.mkdir(parents=True, exist_ok=True)
+    cdir = owned_subdir(root, word)
     notify = progress or (lambda *_: None)
 
     manifest_path = cdir / MANIFEST
@@ -269,12 +282,9 @@ def fetch_class(
             log.warning("%s: a part named in %s is missing or changed; fetching the class again", word, STATE)
             state = None
     if state is None:
-        # A different source version or options: nothing already written can be reused.
-        for p in cdir.iterdir():
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        # A different source version or options: nothing already written can be reused. Only what fetch
+        # writes is removed; anything else in the folder is not ours to delete and is left alone.
+        remove_owned(cdir, OWN_FILES)
         state = {"identity": identity, "offset": 0, "line": 1, "accepted": 0, "read": 0, "filtered": {},
                  "rejected": {}, "parts": [], "quarantine_bytes": 0, "stopped": False}
         status = "fetched"
@@ -510,10 +520,13 @@ def fetch(
     *,
     concurrency: int = 4,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> FetchResult:
     """Fetch classes (a spec such as ``"animals10"``, a comma list, ``@file``, or a list) into ``out``.
 
     Class names are resolved before any download, so a typo fails at once with the closest valid names.
+    ``out`` is created with an ownership marker; an existing folder that quickdraw did not create is refused
+    unless ``overwrite``, and one other fetch writing it at the same time is refused (a lock).
     Classes are fetched ``concurrency`` at a time. A class that fails (missing object, network that stays
     down) is reported as ``failed`` with its error while the others complete and are kept; under
     ``strict`` the first bad record raises :class:`BadRecordError`.
@@ -522,8 +535,13 @@ def fetch(
     """
     opts = options or FetchOptions()
     words = resolve_classes(classes)
-    out_path = Path(out)
-    out_path.mkdir(parents=True, exist_ok=True)
+    out_path = claim_output(out, "fetch", overwrite=overwrite, adopt=_is_fetch_output)
+    with output_lock(out_path, "fetch"):
+        return _fetch_locked(words, out_path, opts, concurrency, progress)
+
+
+def _fetch_locked(words: list[str], out_path: Path, opts: FetchOptions, concurrency: int,
+                  progress: Progress | None) -> FetchResult:
 
     stop = threading.Event()
 
@@ -549,3 +567,25 @@ def fetch(
             raise
     return FetchResult(out_path, results)
 
+
+
+@functools.cache
+def _class_set() -> frozenset[str]:
+    return frozenset(all_classes())
+
+
+def _is_fetch_output(root: Path) -> bool:
+    """A folder written by a quickdraw fetch from before ownership markers: only class folders holding a
+    fetch manifest or resume state, and in them only files fetch writes."""
+    entries = [p for p in root.iterdir() if not p.name.startswith(".quickdraw")]
+    if not entries:
+        return False
+    for d in entries:
+        if d.is_symlink() or not d.is_dir() or d.name not in _class_set():
+            return False
+        names = [p.name for p in d.iterdir()]
+        if MANIFEST not in names and STATE not in names:
+            return False
+        if not all(any(fnmatch.fnmatchcase(n, pat) for pat in OWN_FILES) for n in names):
+            return False
+    return True
