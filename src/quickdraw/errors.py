@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError", "FetchSchemaError"]
+__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError", "FetchSchemaError", "OwnershipError"]
 
 
 class QuickDrawError(Exception):
@@ -37,3 +37,8 @@ class UnsafePathError(QuickDrawError):
 
 class CheckpointError(QuickDrawError):
     """A checkpoint whose structure, sizes or values are not what this quickdraw writes (names file and field)."""
+
+
+class OwnershipError(QuickDrawError):
+    """An output folder quickdraw cannot prove it created, a symlink where an output folder should be, or a
+    folder another quickdraw process is writing (names the folder and what to do)."""
