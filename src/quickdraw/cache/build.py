@@ -31,7 +31,9 @@ from quickdraw.cache.fingerprint import (
     update_fingerprint,
     version_id,
 )
+from quickdraw._safety import contained
 from quickdraw.cache.store import (
+    BUILD_MARKER,
     LOCK_DIR,
     MANIFEST_FILE,
     TMP_PREFIX,
@@ -41,6 +43,7 @@ from quickdraw.cache.store import (
     manifest_json,
     open_version,
     write_latest,
+    write_root_marker,
 )
 from quickdraw.errors import CacheError
 from quickdraw.strokes import scale_from_moments, xy_moments
@@ -115,7 +118,12 @@ def _plan(strokes_dir: Path, formats: Sequence[str] | None) -> _Plan:
             raise CacheError(f"{fdir}: missing; prepare wrote no {fmt} shards")
         splits: dict[str, list[_Shard]] = {}
         for sdir in sorted((d for d in fdir.iterdir() if d.is_dir()), key=lambda d: _split_key(d.name)):
-            parts = sorted(sdir.glob("part-*.parquet"))
+            # Globbed, not read from a manifest, but still contained: a shard that is a symlink out of the
+            # prepare output, a FIFO or a device is refused before pyarrow opens it.
+            parts = [
+                contained(strokes_dir, p.relative_to(strokes_dir).as_posix(), f"{strokes_dir}: shard", error=CacheError)
+                for p in sorted(sdir.glob("part-*.parquet"))
+            ]
             if parts:
                 splits[sdir.name] = [_read_shard_info(strokes_dir, p, fmt, sdir.name, plan) for p in parts]
         if not splits:
@@ -293,27 +301,37 @@ def build_cache(
     input_fp, shard_list = _input_fingerprint(plan)
     params = {"formats": plan.formats, "splits": {fmt: list(plan.shards[fmt]) for fmt in plan.formats}}
     version = version_id(input_fp, params)
-    name_dir = cache_root(root) / name
+    croot = cache_root(root)
+    name_dir = croot / name
     final = name_dir / version
     (name_dir / LOCK_DIR).mkdir(parents=True, exist_ok=True)
+    write_root_marker(croot)  # gc collects only under a root that carries it
     with FileLock(str(name_dir / LOCK_DIR / f"{version}.lock")):
         if (final / MANIFEST_FILE).is_file():
             log.info("cache %s/%s already built at %s", name, version, final)
             write_latest(name_dir, version)
             return open_version(final)
         tmp = name_dir / f"{TMP_PREFIX}{version}-{os.getpid()}"
-        if tmp.exists():
+        if tmp.exists() or tmp.is_symlink():
+            if tmp.is_symlink() or not (tmp / BUILD_MARKER).is_file():
+                raise CacheError(f"{tmp}: exists and was not made by a quickdraw build; move it away")
             shutil.rmtree(tmp)
         tmp.mkdir()
+        # The ownership marker gc looks for before removing a temp dir (removed again before the rename).
+        (tmp / BUILD_MARKER).write_text(tmp.name + "\n", encoding="utf-8")
         try:
             manifest = _build_into(tmp, plan, name, version, input_fp, shard_list, params)
             # fsynced before the directory rename (write_atomic): the manifest is what makes the version exist,
             # so after a power cut a renamed-in version must not have an empty or partial one.
             write_atomic(tmp / MANIFEST_FILE, manifest_json(manifest).encode("utf-8"))
+            (tmp / BUILD_MARKER).unlink()
             _fsync_dir(tmp)
-            if final.exists():
-                # Only reachable if someone left a manifest-less directory there by hand: not a version.
-                shutil.rmtree(final)
+            if final.exists() or final.is_symlink():
+                # A manifest-less folder with the version's name: not something quickdraw can prove it wrote.
+                raise CacheError(
+                    f"{final}: exists without a manifest (not a complete cache version, maybe a folder of "
+                    "yours); move it away and build again"
+                )
             os.rename(tmp, final)
             _fsync_dir(name_dir)
         except BaseException:
@@ -358,7 +376,7 @@ def _build_into(
             "splits": splits,
         }
     files: dict[str, Any] = {}
-    for p in sorted(q for q in tmp.rglob("*") if q.is_file()):
+    for p in sorted(q for q in tmp.rglob("*") if q.is_file() and q.name != BUILD_MARKER):
         files[p.relative_to(tmp).as_posix()] = {"size": p.stat().st_size, "xxh3_128": file_checksum(p)}
     return {
         "cache_format_version": CACHE_FORMAT_VERSION,

@@ -53,9 +53,15 @@ def version_id(input_fingerprint: str, params: Mapping[str, Any]) -> str:
 
 
 def file_checksum(path: str | Path) -> str:
-    """xxh3-128 of a file's bytes as hex (several GB/s, so verifying a cache is I/O bound)."""
+    """xxh3-128 of a file's bytes as hex (several GB/s, so verifying a cache is I/O bound).
+
+    Only a regular file is read (:func:`quickdraw._safety.open_regular`): a FIFO or device raises
+    :class:`~quickdraw.errors.UnsafePathError` instead of blocking or reading forever.
+    """
+    from quickdraw._safety import open_regular
+
     h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
+    with open_regular(path, "checksum") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()

@@ -1,4 +1,17 @@
-"""Garbage collection: drop versions nobody points at and temp dirs of dead builds."""
+"""Garbage collection: drop versions nobody points at and temp dirs of dead builds.
+
+Ownership (DESIGN "Safety contract"): gc deletes only what it can prove quickdraw wrote.
+
+* The root must be a cache: it carries :data:`~quickdraw.cache.store.ROOT_MARKER` (written by ``build_cache``),
+  or, for caches built before the marker existed, *every* folder that looks like a version (under the names
+  collected) is a valid quickdraw version. Otherwise :class:`CacheError` and nothing is removed.
+* A version is removed only if its manifest validates: readable, this format, created by quickdraw-pipeline,
+  its ``version`` equal to the folder name and its ``name`` to the name folder, every file entry a regular file
+  inside it. A folder that looks like a version but fails this is left alone and reported (``skipped``).
+* A ``.tmp-<version>-<pid>`` dir is removed only if it holds the builder's
+  :data:`~quickdraw.cache.store.BUILD_MARKER` naming that dir and the pid is dead; write_atomic's
+  ``.<file>.<pid>.incomplete`` files only under a marked root. Symlinks are never followed or removed.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +26,23 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from quickdraw._safety import contained
 from quickdraw.cache.store import (
+    _NAME_RE,
+    _VERSION_RE,
+    BUILD_MARKER,
     LOCK_DIR,
+    MANIFEST_FILE,
+    ROOT_MARKER,
     TMP_PREFIX,
-    _is_version_dir,
     cache_root,
     check_name,
+    is_cache_root,
     newest_version,
     read_latest,
+    read_manifest,
 )
+from quickdraw.errors import CacheError
 
 __all__ = ["PINNED_FILE", "GcReport", "gc"]
 
@@ -30,9 +51,9 @@ log = logging.getLogger(__name__)
 # One version id per line; versions listed here survive gc like LATEST does (e.g. the one a model was
 # trained on).
 PINNED_FILE = "PINNED"
-_TMP_RE = re.compile(rf"^{re.escape(TMP_PREFIX)}([0-9a-f]+)-(\d+)$")
+_TMP_RE = re.compile(rf"{re.escape(TMP_PREFIX)}([0-9a-f]{{4,64}})-(\d{{1,10}})")
 # quickdraw._io.write_atomic's temp files (e.g. `.LATEST.<pid>.incomplete` left by a killed build)
-_TMP_FILE_RE = re.compile(r"^\..+\.(\d+)\.incomplete$")
+_TMP_FILE_RE = re.compile(r"\.(LATEST|PINNED)\.(\d{1,10})\.incomplete")
 
 
 @dataclass
@@ -43,12 +64,15 @@ class GcReport:
     kept: list[Path] = field(default_factory=list)
     freed_bytes: int = 0
     dry_run: bool = False
+    #: Folders that look like versions or temp dirs but that gc cannot prove quickdraw wrote: left alone.
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "removed": [str(p) for p in self.removed],
             "kept": [str(p) for p in self.kept],
+            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
             "freed_bytes": self.freed_bytes,
             "dry_run": self.dry_run,
         }
@@ -69,7 +93,7 @@ def _pid_alive(pid: int) -> bool:
 def _du(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def read_pinned(name_dir: Path) -> set[str]:
@@ -102,6 +126,41 @@ def _is_kept(version: str, protected: set[str], wanted: list[str]) -> bool:
     return version in protected or any(version.startswith(w) for w in wanted if w)
 
 
+def version_problem(path: Path) -> str | None:
+    """Why ``path`` is not a version gc may delete (None when quickdraw provably wrote it)."""
+    if path.is_symlink() or not path.is_dir():
+        return "a symlink or not a directory"
+    if not (path / MANIFEST_FILE).is_file():
+        return "no manifest.json"
+    try:
+        m = read_manifest(path)
+    except CacheError as exc:
+        return str(exc)
+    if m.get("version") != path.name:
+        return f"its manifest names version {m.get('version')!r}, not the folder name"
+    if m.get("name") != path.parent.name:
+        return f"its manifest names dataset {m.get('name')!r}, not {path.parent.name!r}"
+    if m["created_by"].get("package") != "quickdraw-pipeline":
+        return "its manifest was not created by quickdraw-pipeline"
+    for rel in m["files"]:
+        try:
+            contained(path, rel, f"{path / MANIFEST_FILE}: file entry", error=CacheError, must_exist=False)
+        except CacheError as exc:
+            return str(exc)
+    return None
+
+
+def _temp_owned(path: Path) -> bool:
+    """A temp dir the builder made: a real dir holding the build marker that names it."""
+    marker = path / BUILD_MARKER
+    if path.is_symlink() or not path.is_dir() or marker.is_symlink() or not marker.is_file():
+        return False
+    try:
+        return marker.read_text(encoding="utf-8").strip() == path.name
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def gc(
     root: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -114,59 +173,91 @@ def gc(
     Without a LATEST file the newest version stands in for it (the one ``load`` opens then). ``keep`` holds
     version ids (or unique prefixes), or ``name/version``. With ``name`` only that dataset is collected. A
     temp dir whose builder process is still alive is left alone, and so is a version whose build lock is held.
+    Only what quickdraw provably wrote is removed (see the module docstring); a root that is not a cache is a
+    :class:`CacheError` and nothing is touched.
     """
     r = cache_root(root)
     report = GcReport(dry_run=dry_run)
     if not r.is_dir():
         return report
     keep = list(keep)
-    names = [check_name(name)] if name else sorted(d.name for d in r.iterdir() if d.is_dir())
-    for n in names:
-        name_dir = r / n
-        if not name_dir.is_dir():
-            continue
+    names = [check_name(name)] if name else sorted(
+        d.name for d in r.iterdir() if _NAME_RE.fullmatch(d.name) and d.is_dir() and not d.is_symlink()
+    )
+    name_dirs = [r / n for n in names if (r / n).is_dir() and not (r / n).is_symlink()]
+    # Judge every candidate first: under a root without the marker, one folder gc cannot vouch for means the
+    # root is not (only) a cache, and nothing at all is removed.
+    problems: dict[Path, str | None] = {}
+    for name_dir in name_dirs:
+        for child in sorted(name_dir.iterdir()):
+            if _VERSION_RE.fullmatch(child.name) and (child.is_dir() or child.is_symlink()):
+                problems[child] = version_problem(child)
+    marked = is_cache_root(r)
+    if not marked:
+        bad = [(p, why) for p, why in problems.items() if why is not None]
+        if bad:
+            p, why = bad[0]
+            raise CacheError(
+                f"{r} is not a quickdraw cache root (no {ROOT_MARKER} marker, and {p.relative_to(r)} is not a "
+                f"quickdraw cache version: {why}); nothing removed"
+            )
+    for name_dir in name_dirs:
+        n = name_dir.name
         protected = _protected(name_dir)
         wanted = [k.split("/", 1)[1] if "/" in k else k for k in keep if "/" not in k or k.split("/", 1)[0] == n]
         for child in sorted(name_dir.iterdir()):
-            f = _TMP_FILE_RE.match(child.name)
+            if child.is_symlink():
+                continue  # never followed, never removed
+            f = _TMP_FILE_RE.fullmatch(child.name)
             if f and child.is_file():
-                if not _pid_alive(int(f.group(1))):
+                if marked and not _pid_alive(int(f.group(2))):
                     _remove(child, report, dry_run)
                 continue
-            m = _TMP_RE.match(child.name)
-            if m and child.is_dir():
+            if child.name.startswith(TMP_PREFIX) and child.is_dir():
+                m = _TMP_RE.fullmatch(child.name)
+                if m is None or not _temp_owned(child):
+                    log.warning("gc: leaving %s alone (no %s marker: not a quickdraw build dir)", child, BUILD_MARKER)
+                    report.skipped.append((child, f"no {BUILD_MARKER} marker naming it"))
+                    continue
                 if _pid_alive(int(m.group(2))):
                     log.info("gc: keeping %s (build process %s still running)", child, m.group(2))
                     report.kept.append(child)
                     continue
                 _remove(child, report, dry_run)
-            elif _is_version_dir(child) or (child.is_dir() and re.fullmatch(r"[0-9a-f]{16}", child.name)):
-                if _is_kept(child.name, protected, wanted):
+                continue
+            if child not in problems:
+                continue  # LATEST, PINNED, .locks, and anything else that is not ours to judge
+            why = problems[child]
+            if why is not None:
+                log.warning("gc: leaving %s alone (%s)", child, why)
+                report.skipped.append((child, why))
+                continue
+            if _is_kept(child.name, protected, wanted):
+                report.kept.append(child)
+                continue
+            if dry_run:
+                _remove(child, report, dry_run)  # nothing is deleted, so there is no race to guard against
+                continue
+            # A concurrent build_cache of this version may have renamed it in and pointed LATEST at it after
+            # `protected` was read. Builds hold `.locks/<version>.lock` until LATEST is written, so take it
+            # (never wait: a busy lock means a build is using the version right now) and decide again
+            # from LATEST and PINNED as they are while the lock is held.
+            (name_dir / LOCK_DIR).mkdir(exist_ok=True)
+            lock = FileLock(str(name_dir / LOCK_DIR / f"{child.name}.lock"), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                log.info("gc: keeping %s (a build of it holds its lock)", child)
+                report.kept.append(child)
+                continue
+            try:
+                if _is_kept(child.name, _protected(name_dir), wanted):
+                    log.info("gc: keeping %s (became LATEST or pinned while gc ran)", child)
                     report.kept.append(child)
                     continue
-                if dry_run:
-                    _remove(child, report, dry_run)  # nothing is deleted, so there is no race to guard against
-                    continue
-                # A concurrent build_cache of this version may have renamed it in and pointed LATEST at it after
-                # `protected` was read. Builds hold `.locks/<version>.lock` until LATEST is written, so take it
-                # (never wait: a busy lock means a build is using the version right now) and decide again
-                # from LATEST and PINNED as they are while the lock is held.
-                (name_dir / LOCK_DIR).mkdir(exist_ok=True)
-                lock = FileLock(str(name_dir / LOCK_DIR / f"{child.name}.lock"), timeout=0)
-                try:
-                    lock.acquire()
-                except Timeout:
-                    log.info("gc: keeping %s (a build of it holds its lock)", child)
-                    report.kept.append(child)
-                    continue
-                try:
-                    if _is_kept(child.name, _protected(name_dir), wanted):
-                        log.info("gc: keeping %s (became LATEST or pinned while gc ran)", child)
-                        report.kept.append(child)
-                        continue
-                    _remove(child, report, dry_run)
-                finally:
-                    lock.release()
+                _remove(child, report, dry_run)
+            finally:
+                lock.release()
     return report
 
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quickdraw._io import write_atomic
+from quickdraw._safety import check_relpath, contained, open_regular
 from quickdraw.cache.fingerprint import CACHE_FORMAT_VERSION
 from quickdraw.errors import CacheError
 
@@ -29,6 +32,8 @@ __all__ = [
     "CacheVersion",
     "cache_root",
     "check_files",
+    "check_split",
+    "is_cache_root",
     "list_datasets",
     "list_versions",
     "newest_version",
@@ -44,9 +49,27 @@ MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
 TMP_PREFIX = ".tmp-"
 LOCK_DIR = ".locks"
+#: Written by ``build_cache`` at the root it creates or writes into: ``gc`` only collects under a root that is a
+#: cache (docs/FORMATS.md section 3, "Ownership").
+ROOT_MARKER = ".quickdraw-cache"
+ROOT_MARKER_TEXT = "quickdraw-pipeline sequence cache root: `quickdraw cache gc` may remove versions here\n"
+#: Written into ``.tmp-<version>-<pid>/`` right after the builder creates it, removed just before the rename:
+#: gc removes a temp dir only if it carries this file naming that dir (a user's `.tmp-*` folder is never touched).
+BUILD_MARKER = ".quickdraw-build"
+#: The array files of one ``<format>/<split>/`` directory: dtype and number of dimensions.
+SPLIT_ARRAYS: dict[str, tuple[str, int]] = {
+    "steps.npy": ("<i2", 2),
+    "offsets.npy": ("<i8", 1),
+    "labels.npy": ("<i4", 1),
+    "lengths.npy": ("<i4", 1),
+    "key_ids.npy": ("<u8", 1),
+}
+SPLIT_FILES = (*SPLIT_ARRAYS, "meta.parquet")
 PROJECT_CACHE = Path("data") / "cache"  # where dvc.yaml's cache stage writes
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_VERSION_RE = re.compile(r"^[0-9a-f]{4,64}$")
+MAX_MANIFEST_BYTES = 64 << 20
+# Always used with .fullmatch: `$` would accept a trailing newline ("foo\n").
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
+_VERSION_RE = re.compile(r"[0-9a-f]{4,64}")
 
 
 def cache_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -70,7 +93,7 @@ def _expand(p: str | os.PathLike[str], what: str) -> Path:
 
 def check_name(name: str) -> str:
     """Reject names that would escape the root or collide with the store's own files."""
-    if not _NAME_RE.match(name) or name in (LATEST_FILE, LOCK_DIR):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (LATEST_FILE, LOCK_DIR, ROOT_MARKER):
         raise CacheError(f"invalid cache name {name!r}: use letters, digits, '.', '_', '+' or '-'")
     return name
 
@@ -143,24 +166,58 @@ _MANIFEST_KEYS: dict[str, type] = {
 }
 
 
+_CHANNELS = {"stroke3": 3, "stroke5": 5}
+_SPLIT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def _nonneg_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _manifest_problem(manifest: dict[str, Any]) -> str | None:
-    """What is wrong with a manifest's structure (None when readers can index it safely)."""
+    """What is wrong with a manifest's structure (None when readers can index it safely).
+
+    Structure, types and the text of every path are checked here (pure, no file system access); whether a
+    path resolves to a regular file inside the version is checked when the file is used
+    (:func:`check_files`, :func:`check_split`, ``verify``), through :func:`quickdraw._safety.contained`.
+    """
     for key, typ in _MANIFEST_KEYS.items():
         if key not in manifest:
             return f"no {key!r} key"
         if not isinstance(manifest[key], typ):
             return f"{key!r} is a {type(manifest[key]).__name__}, expected a {typ.__name__}"
+    classes = manifest["classes"]
+    if not classes:
+        return "empty class list"
+    if not all(isinstance(c, str) and c for c in classes):
+        return "class list holds something other than non-empty strings"
+    if len(set(classes)) != len(classes):
+        return "class list has duplicates"
+    if not manifest["formats"]:
+        return "no formats"
     for fmt, info in manifest["formats"].items():
-        if not isinstance(info, dict) or not isinstance(info.get("channels"), int):
-            return f"formats.{fmt} has no integer 'channels'"
+        if fmt not in _CHANNELS:
+            return f"unknown format {fmt!r} (this quickdraw reads {', '.join(_CHANNELS)})"
+        if not isinstance(info, dict) or info.get("channels") != _CHANNELS[fmt] or isinstance(info.get("channels"), bool):
+            return f"formats.{fmt} needs 'channels' = {_CHANNELS[fmt]}"
         if not isinstance(info.get("splits"), dict):
             return f"formats.{fmt} has no 'splits' object"
+        scale = info.get("norm_scale")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                  or not np.isfinite(scale) or scale <= 0):
+            return f"formats.{fmt}.norm_scale {scale!r} is not a finite number > 0"
         for split, s in info["splits"].items():
-            if not isinstance(s, dict) or not all(isinstance(s.get(k), int) for k in ("n", "steps", "max_length")):
-                return f"formats.{fmt}.splits.{split} needs integer 'n', 'steps' and 'max_length'"
+            if not _SPLIT_NAME_RE.fullmatch(split):
+                return f"formats.{fmt}: bad split name {split!r}"
+            if not isinstance(s, dict) or not all(_nonneg_int(s.get(k)) for k in ("n", "steps", "max_length")):
+                return f"formats.{fmt}.splits.{split} needs integer 'n', 'steps' and 'max_length' >= 0"
     for rel, f in manifest["files"].items():
-        if not isinstance(f, dict) or not isinstance(f.get("size"), int) or not isinstance(f.get("xxh3_128"), str):
-            return f"files[{rel!r}] needs an integer 'size' and a string 'xxh3_128'"
+        try:
+            check_relpath(rel, "file entry", error=CacheError)
+        except CacheError as exc:
+            return str(exc)
+        if not isinstance(f, dict) or not _nonneg_int(f.get("size")) or not isinstance(f.get("xxh3_128"), str):
+            return f"files[{rel!r}] needs an integer 'size' >= 0 and a string 'xxh3_128'"
     if not isinstance(manifest["counts"].get("sequences"), dict):
         return "counts has no 'sequences' object"
     return None
@@ -169,11 +226,20 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
 def read_manifest(version_dir: Path) -> dict[str, Any]:
     """Read and sanity-check ``manifest.json`` of a version directory (format version and required keys)."""
     path = version_dir / MANIFEST_FILE
+    missing = CacheError(f"{path}: missing; {version_dir} is not a complete cache version (rebuild it)")
+    if not path.exists() and not path.is_symlink():
+        raise missing
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError(f"{path}: missing; {version_dir} is not a complete cache version (rebuild it)") from None
-    except (OSError, ValueError) as exc:
+        with open_regular(path, "cache manifest", error=CacheError) as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise CacheError(f"{path}: more than {MAX_MANIFEST_BYTES} bytes, not a cache manifest")
+        manifest = json.loads(data.decode("utf-8"))
+    except CacheError:
+        if not path.exists() and not path.is_symlink():
+            raise missing from None  # removed by a concurrent gc
+        raise
+    except (OSError, ValueError, RecursionError) as exc:
         raise CacheError(f"{path}: unreadable manifest ({exc})") from None
     got = manifest.get("cache_format_version") if isinstance(manifest, dict) else None
     if got != CACHE_FORMAT_VERSION:
@@ -199,19 +265,96 @@ def check_files(cv: CacheVersion, prefix: str = "") -> None:
     Catches truncation and missing files in microseconds; :func:`quickdraw.cache.verify` does the full
     checksum pass.
     """
+    what = f"{cv.path / MANIFEST_FILE}: file entry"
     for rel, info in cv.manifest["files"].items():
         if not rel.startswith(prefix):
             continue
         p = cv.path / rel
-        try:
-            size = p.stat().st_size
-        except FileNotFoundError:
-            raise CacheError(f"{p}: missing from cache version {cv.name}/{cv.version} (rebuild it)") from None
+        if not p.exists() and not p.is_symlink():
+            raise CacheError(f"{p}: missing from cache version {cv.name}/{cv.version} (rebuild it)")
+        contained(cv.path, rel, what, error=CacheError)
+        size = p.stat().st_size
         if size != info["size"]:
             raise CacheError(
                 f"{p}: size {size} bytes, manifest says {info['size']} (corrupt or truncated; "
                 f"run `quickdraw cache verify {cv.path}` and rebuild)"
             )
+    parts = prefix.rstrip("/").split("/")
+    if len(parts) == 2 and parts[0] in cv.manifest["formats"] and parts[1] in cv.manifest["formats"][parts[0]]["splits"]:
+        # Opening a split (SequenceDataset): the cheap array invariants too, so a cache tampered without
+        # changing any size is a CacheError here instead of an IndexError (or silently wrong data) later.
+        check_split(cv, parts[0], parts[1])
+
+
+def _split_problem(cv: CacheVersion, fmt: str, split: str, arrays: dict[str, np.ndarray], full: bool) -> str | None:
+    info = cv.manifest["formats"][fmt]["splits"][split]
+    k = cv.manifest["formats"][fmt]["channels"]
+    steps, offsets, labels = arrays["steps.npy"], arrays["offsets.npy"], arrays["labels.npy"]
+    lengths, key_ids = arrays["lengths.npy"], arrays["key_ids.npy"]
+    n = info["n"]
+    if steps.shape != (info["steps"], k):
+        return f"steps.npy has shape {steps.shape}, the manifest says ({info['steps']}, {k})"
+    if len(labels) != n or len(lengths) != n or len(key_ids) != n or len(offsets) != n + 1:
+        return (f"array lengths disagree: labels {len(labels)}, lengths {len(lengths)}, key_ids {len(key_ids)}, "
+                f"offsets {len(offsets)}; the manifest says n = {n} (offsets n + 1)")
+    if offsets[0] != 0 or offsets[-1] != len(steps):
+        return f"offsets run from {int(offsets[0])} to {int(offsets[-1])}, expected 0 to {len(steps)} (the steps)"
+    if n and not bool(np.all(offsets[1:] >= offsets[:-1])):
+        bad = int(np.flatnonzero(offsets[1:] < offsets[:-1])[0])
+        return f"offsets decrease at sequence {bad} ({int(offsets[bad])} -> {int(offsets[bad + 1])})"
+    n_classes = len(cv.manifest["classes"])
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        return f"labels run {int(labels.min())}..{int(labels.max())}, outside 0..{n_classes - 1} (the class list)"
+    if not full:
+        return None
+    if not np.array_equal(np.diff(offsets), lengths):
+        bad = int(np.flatnonzero(np.diff(offsets) != lengths)[0])
+        return f"lengths[{bad}] = {int(lengths[bad])}, the offsets say {int(offsets[bad + 1] - offsets[bad])}"
+    if n and int(lengths.max()) != info["max_length"]:
+        return f"longest sequence has {int(lengths.max())} steps, the manifest says max_length {info['max_length']}"
+    pen = steps[:, 2:]
+    if pen.size and (int(pen.min()) < 0 or int(pen.max()) > 1):
+        return "pen columns hold values other than 0 and 1"
+    if k == 5 and len(steps) and not bool(np.all(pen.sum(axis=1, dtype=np.int64) == 1)):
+        return "stroke-5 pen state is not exactly one of (p_down, p_up, p_end) per step"
+    return None
+
+
+def split_arrays(cv: CacheVersion, fmt: str, split: str) -> dict[str, np.ndarray]:
+    """The memory-mapped arrays of one split (file name -> array), after the containment and dtype checks."""
+    what = f"{cv.path / MANIFEST_FILE}: file entry"
+    arrays: dict[str, np.ndarray] = {}
+    for name, (dtype, ndim) in SPLIT_ARRAYS.items():
+        rel = f"{fmt}/{split}/{name}"
+        if rel not in cv.manifest["files"]:
+            raise CacheError(f"{cv.path / MANIFEST_FILE}: lists no {rel} (rebuild the cache version)")
+        p = contained(cv.path, rel, what, error=CacheError)
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"{p}: unreadable array ({exc})") from None
+        if arr.dtype != np.dtype(dtype) or arr.ndim != ndim:
+            raise CacheError(f"{p}: dtype {arr.dtype} ndim {arr.ndim}, expected {dtype} ndim {ndim}")
+        arrays[name] = arr.view(np.ndarray)
+    return arrays
+
+
+def check_split(cv: CacheVersion, fmt: str, split: str, *, full: bool = False) -> dict[str, np.ndarray]:
+    """Check one split's arrays against each other and the manifest; returns them (memory-mapped).
+
+    Cheap (open time, ``full=False``): shapes and lengths agree with the manifest, offsets start at 0, end at
+    the number of steps and never decrease, labels index the class list. ``full=True`` (``verify``) adds
+    ``lengths == diff(offsets)``, ``max_length`` and the pen columns. Raises :class:`CacheError` naming the
+    split directory and the first broken invariant.
+    """
+    arrays = split_arrays(cv, fmt, split)
+    problem = _split_problem(cv, fmt, split, arrays, full)
+    if problem:
+        raise CacheError(
+            f"{cv.path / fmt / split}: {problem} (corrupt or tampered; run `quickdraw cache verify {cv.path}` "
+            "and rebuild)"
+        )
+    return arrays
 
 
 def read_latest(name_dir: Path) -> str | None:
@@ -228,8 +371,26 @@ def write_latest(name_dir: Path, version: str) -> None:
     write_atomic(Path(name_dir) / LATEST_FILE, (version + "\n").encode("utf-8"))
 
 
+def is_cache_root(root: Path) -> bool:
+    """Whether ``root`` carries the marker ``build_cache`` writes (:data:`ROOT_MARKER`, a regular file)."""
+    p = Path(root) / ROOT_MARKER
+    return p.is_file() and not p.is_symlink()
+
+
+def write_root_marker(root: Path) -> None:
+    """Create :data:`ROOT_MARKER` in ``root`` if it is missing (never replaces anything)."""
+    p = Path(root) / ROOT_MARKER
+    if not p.is_file():
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(ROOT_MARKER_TEXT)
+
+
 def _is_version_dir(p: Path) -> bool:
-    return p.is_dir() and bool(_VERSION_RE.match(p.name)) and (p / MANIFEST_FILE).is_file()
+    return p.is_dir() and bool(_VERSION_RE.fullmatch(p.name)) and (p / MANIFEST_FILE).is_file()
 
 
 def search_roots(root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -307,7 +468,7 @@ def list_datasets(root: str | os.PathLike[str] | None = None) -> list[str]:
     names: set[str] = set()
     for r in search_roots(root):
         if r.is_dir():
-            names.update(d.name for d in r.iterdir() if d.is_dir() and _NAME_RE.match(d.name))
+            names.update(d.name for d in r.iterdir() if d.is_dir() and _NAME_RE.fullmatch(d.name))
     out = []
     for n in sorted(names):
         d = find_name_dir(n, root)
@@ -357,14 +518,14 @@ def resolve(
     text = os.fspath(name_or_path)
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or text.startswith(".")
     p = Path(text).expanduser()
-    if looks_like_path or (not _NAME_RE.match(text)):
+    if looks_like_path or (not _NAME_RE.fullmatch(text)):
         if (p / MANIFEST_FILE).is_file():
             if version not in ("latest", p.name) and not p.name.startswith(version):
                 raise CacheError(f"{p} is version {p.name}, not {version!r}")
             return open_version(p)
         if p.is_dir() and (any(_is_version_dir(c) for c in p.iterdir()) or (p / LATEST_FILE).exists()):
             return _pick(p, version)
-        if p.is_dir() and _VERSION_RE.match(p.name):
+        if p.is_dir() and _VERSION_RE.fullmatch(p.name):
             raise CacheError(f"{p / MANIFEST_FILE}: missing; {p} is not a complete cache version (rebuild it)")
         raise CacheError(f"{p}: not a cache version or cache name directory")
     name_dir = find_name_dir(text, root)

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quickdraw._safety import contained
 from quickdraw.cache.fingerprint import file_checksum
-from quickdraw.cache.store import MANIFEST_FILE, CacheVersion, resolve
+from quickdraw.cache.store import MANIFEST_FILE, CacheVersion, check_split, resolve
+from quickdraw.errors import CacheError, QuickDrawError
 
 __all__ = ["Problem", "VerifyReport", "verify"]
 
@@ -18,7 +20,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad file: ``reason`` is ``missing``, ``size`` or ``checksum`` (``unexpected`` for extras)."""
+    """One bad file: ``reason`` is ``missing``, ``size``, ``checksum``, ``unsafe`` (a path that is not a regular
+    file inside the version) or ``unexpected`` (extras); ``content`` names a split directory whose arrays
+    disagree with each other or with the manifest."""
 
     file: str
     reason: str
@@ -70,9 +74,17 @@ def verify(
     cv = target if isinstance(target, CacheVersion) else resolve(target, version=version, root=root)
     report = VerifyReport(cv.name, cv.version, cv.path)
     listed = cv.manifest["files"]
+    what = f"{cv.path / MANIFEST_FILE}: file entry"
     for rel, info in sorted(listed.items()):
         p = cv.path / rel
         report.checked += 1
+        # Every path is judged before it is touched: '../../dev/zero', an absolute path, a symlink out of the
+        # version, a FIFO or a device is an `unsafe` problem and is never stat'ed as data nor opened.
+        try:
+            contained(cv.path, rel, what, error=CacheError, must_exist=False)
+        except CacheError as exc:
+            report.problems.append(Problem(rel, "unsafe", str(exc)))
+            continue
         try:
             size = p.stat().st_size
         except FileNotFoundError:
@@ -82,13 +94,29 @@ def verify(
         if size != info["size"]:
             report.problems.append(Problem(rel, "size", f"{size} bytes, manifest says {info['size']}"))
             continue
-        got = file_checksum(p)
+        try:
+            got = file_checksum(p)
+        except QuickDrawError as exc:  # swapped for a FIFO/device since the check
+            report.problems.append(Problem(rel, "unsafe", str(exc)))
+            continue
         if got != info["xxh3_128"]:
             report.problems.append(Problem(rel, "checksum", f"xxh3_128 {got}, manifest says {info['xxh3_128']}"))
     for p in sorted(cv.path.rglob("*")):
         rel = p.relative_to(cv.path).as_posix()
         if p.is_file() and rel != MANIFEST_FILE and rel not in listed:
             report.problems.append(Problem(rel, "unexpected", "file not in the manifest"))
+    # Files that match their checksums can still disagree with each other (a manifest rewritten together with
+    # its files): the full array invariants, for every split whose own files are intact.
+    damaged = {prob.file for prob in report.problems}
+    for fmt, info in cv.manifest["formats"].items():
+        for split in info["splits"]:
+            prefix = f"{fmt}/{split}/"
+            if any(f.startswith(prefix) for f in damaged):
+                continue
+            try:
+                check_split(cv, fmt, split, full=True)
+            except CacheError as exc:
+                report.problems.append(Problem(prefix.rstrip("/"), "content", str(exc)))
     for prob in report.problems:
         log.warning("%s/%s: %s", cv.name, cv.version, prob)
     return report
