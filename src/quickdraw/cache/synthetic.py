@@ -16,15 +16,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["STROKES_SCHEMAS", "strokes_schema", "write_synthetic_strokes"]
+from quickdraw.shard_schema import FORMATS as _CHANNELS
+from quickdraw.shard_schema import output_schema
 
-_CHANNELS = {"stroke3": 3, "stroke5": 5}
+__all__ = ["STROKES_SCHEMAS", "strokes_schema", "write_synthetic_strokes"]
 
 
 def strokes_schema(fmt: str) -> pa.Schema:
-    """The Arrow schema of a prepare shard for ``fmt`` (``stroke3`` or ``stroke5``)."""
-    from quickdraw.pipeline.prepare import output_schema
+    """The Arrow schema of a prepare shard for ``fmt`` (``stroke3`` or ``stroke5``).
 
+    The very schema ``quickdraw.pipeline.prepare`` writes (:func:`quickdraw.shard_schema.output_schema`),
+    taken from the shared lower module so that this cache helper never imports a pipeline stage.
+    """
     return output_schema(fmt)
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quickdraw.cache.store import CacheVersion, check_files, open_version, resolve
+from quickdraw.datasets._padding import pad as _pad
+from quickdraw.datasets._padding import to_torch as _to_torch
 from quickdraw.errors import CacheError
 
 if TYPE_CHECKING:
@@ -225,26 +227,6 @@ class SequenceDataset:
         from quickdraw.datasets.render import plot_grid
 
         return plot_grid(self, per_class=per_class, classes=classes)
-
-
-def _pad(flat: np.ndarray, lengths: np.ndarray, channels: int, scale: float | None = None) -> dict[str, np.ndarray]:
-    """Scatter concatenated steps into a zero-padded [B, T, C] float32 block with one masked fill."""
-    b = len(lengths)
-    t = int(lengths.max()) if b else 0
-    mask = np.arange(t, dtype=np.int64)[None, :] < lengths[:, None]
-    x = np.zeros((b, t, channels), dtype=np.float32)
-    x[mask] = flat
-    if scale is not None:
-        x[..., :2] /= scale
-    if channels == 5:
-        x[..., 4][~mask] = 1.0  # stroke-5 padding is an end-of-drawing step
-    return {"x": x, "lengths": lengths.astype(np.int64, copy=False), "mask": mask}
-
-
-def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, Any]:
-    import torch
-
-    return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 
 def load(

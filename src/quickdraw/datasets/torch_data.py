@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from quickdraw.datasets.sequence import SequenceDataset, _pad, _to_torch
+from quickdraw.datasets._padding import pad, to_torch
 
-__all__ = ["BucketBatchSampler", "TorchSequenceDataset", "collate_padded"]
+__all__ = ["BucketBatchSampler", "IndexedSequences", "TorchSequenceDataset", "collate_padded"]
+
+
+class IndexedSequences(Protocol):
+    """What :class:`TorchSequenceDataset` wraps: a :class:`~quickdraw.datasets.SequenceDataset` or a stand-in.
+
+    A protocol rather than the class itself, so this module does not import ``sequence`` (which imports this
+    one for ``SequenceDataset.torch()``).
+    """
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]: ...
 
 
 class TorchSequenceDataset(Dataset):  # type: ignore[type-arg]
@@ -27,7 +40,7 @@ class TorchSequenceDataset(Dataset):  # type: ignore[type-arg]
     one call, which :func:`collate_padded` then pads with a single fill.
     """
 
-    def __init__(self, seqs: SequenceDataset) -> None:
+    def __init__(self, seqs: IndexedSequences) -> None:
         self.seqs = seqs
 
     def __len__(self) -> int:
@@ -59,9 +72,9 @@ def collate_padded(batch: Sequence[tuple[Any, int]]) -> dict[str, torch.Tensor]:
     channels = seqs[0].shape[1]
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     flat = np.concatenate(seqs, axis=0)
-    out = _pad(flat, lengths, channels)
+    out = pad(flat, lengths, channels)
     out["labels"] = np.fromiter((int(lab) for _, lab in batch), dtype=np.int64, count=len(batch))
-    return _to_torch(out)
+    return to_torch(out)
 
 
 class BucketBatchSampler(Sampler[list[int]]):

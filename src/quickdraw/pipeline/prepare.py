@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from quickdraw import __version__
 from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw.errors import QuickDrawError
+from quickdraw.shard_schema import FORMATS, output_schema
 from quickdraw.sources.parquet import check_schema_version, class_parts, fetched_classes
 from quickdraw.strokes import (
     OnLong,
@@ -70,7 +71,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
-FORMATS: dict[str, int] = {"stroke3": 3, "stroke5": 5}
 MANIFEST = "_manifest.json"
 PREPARE_SCHEMA_VERSION = 1
 #: A new part file starts at the next class boundary once a part holds this many rows.
@@ -158,25 +158,6 @@ def assign_splits(key_ids: npt.ArrayLike, seed: int = 0, fractions: Sequence[flo
 
 
 # ----------------------------------------------------------------------------------------------- schema
-
-
-def output_schema(fmt: str) -> pa.Schema:
-    """The Arrow schema of a ``stroke3`` or ``stroke5`` shard (without the ``quickdraw`` metadata)."""
-    width = FORMATS[fmt]
-    return pa.schema(
-        [
-            pa.field("key_id", pa.uint64(), nullable=False),
-            pa.field("word", pa.string(), nullable=False),
-            pa.field("label", pa.int32(), nullable=False),
-            pa.field("countrycode", pa.string()),
-            pa.field("recognized", pa.bool_(), nullable=False),
-            pa.field("timestamp", pa.timestamp("us", tz="UTC")),
-            pa.field("n_strokes", pa.uint16(), nullable=False),
-            pa.field("n_points", pa.uint32(), nullable=False),
-            pa.field("length", pa.int32(), nullable=False),
-            pa.field("sequence", pa.list_(pa.list_(pa.int16(), width)), nullable=False),
-        ]
-    )
 
 
 def input_fingerprint(in_dir: str | Path, classes: Sequence[str]) -> str:
