@@ -154,3 +154,26 @@ def test_concurrent_fetches_never_corrupt_each_other(tmp_path: Path, source: Pat
         for part in m["parts"]:
             assert sha256_file(out / w / part["file"]) == part["sha256"]
         assert not list((out / w).glob("*.incomplete"))
+
+
+def test_prepare_refuses_a_folder_it_did_not_create(tmp_path: Path, source: Path) -> None:
+    raw = tmp_path / "raw"
+    fetch("cat,house", raw, FetchOptions(source=str(source)))
+    out = tmp_path / "mine"
+    (out / "stroke3" / "train").mkdir(parents=True)
+    (out / "stroke3" / "train" / "part-00000.parquet").write_text("the user's file")
+    (out / "_manifest.json").write_text("{}")
+    code, msg = cli("prepare", "--in", str(raw), "--out", str(out))
+    assert code == 2 and "not created by quickdraw" in msg
+    assert (out / "stroke3" / "train" / "part-00000.parquet").read_text() == "the user's file"
+    # a fetch output is not a prepare output either
+    code, msg = cli("prepare", "--in", str(raw), "--out", str(raw))
+    assert code == 2 and "fetch output" in msg
+    # its own output is rewritten freely, and a pre-marker one is adopted
+    good = tmp_path / "strokes"
+    assert cli("prepare", "--in", str(raw), "--out", str(good))[0] == 0
+    (good / MARKER).unlink()
+    assert cli("prepare", "--in", str(raw), "--out", str(good))[0] == 0
+    with output_lock(good, "prepare"):
+        code, msg = cli("prepare", "--in", str(raw), "--out", str(good))
+    assert code == 2 and "another quickdraw prepare is writing" in msg

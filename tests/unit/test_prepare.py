@@ -279,8 +279,8 @@ def test_class_selection_and_errors(fetched: Path, tmp_path: Path) -> None:
 
 def test_stale_parts_are_removed(fetched: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    prepare(fetched, out)  # an output folder prepare owns (a stale part in a foreign folder is refused)
     stale = out / "stroke3" / "train" / "part-00007.parquet"
-    stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
     prepare(fetched, out)
     assert not stale.exists()

@@ -33,6 +33,7 @@ def prepare(
     formats: str = typer.Option("stroke3,stroke5", "--formats", help="Formats to write (comma list)."),
     normalize: bool = typer.Option(False, "--normalize", help="Store Sketch-RNN's scale factor (train std of dx, dy) in the metadata."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing folder that quickdraw did not create."),
 ) -> None:
     """Turn fetched drawings into stroke-3/stroke-5 Parquet shards with length rules and train/val/test splits.
 
@@ -72,6 +73,7 @@ def prepare(
                 formats=fmts,
                 normalize=normalize,
                 progress=on_progress,
+                overwrite=overwrite,
             )
     if as_json:
         print_json(result.to_dict())

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from quickdraw import __version__
 from quickdraw._io import sha256_file, write_json_atomic
+from quickdraw._ownership import claim_output, output_lock
 from quickdraw.errors import QuickDrawError
 from quickdraw.shard_schema import FORMATS, output_schema
 from quickdraw.sources.parquet import check_schema_version, class_parts, fetched_classes
@@ -438,6 +439,15 @@ def _resolve_classes(in_dir: Path, classes: str | Sequence[str] | None) -> list[
     return wanted
 
 
+def _is_prepare_output(root: Path) -> bool:
+    """A folder written by a prepare from before ownership markers: its manifest says so."""
+    try:
+        doc = json.loads((root / MANIFEST).read_bytes()[: 1 << 20])
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("schema_version") == PREPARE_SCHEMA_VERSION and "classes" in doc
+
+
 def _clean_previous(out_dir: Path) -> None:
     # Stale parts of an earlier run (say with more classes) must not survive next to the new ones.
     (out_dir / MANIFEST).unlink(missing_ok=True)
@@ -464,8 +474,12 @@ def prepare(
     formats: Sequence[str] = ("stroke3", "stroke5"),
     normalize: bool = False,
     progress: ProgressCallback | None = None,
+    overwrite: bool = False,
 ) -> PrepareResult:
     """Turn fetched drawings into stroke-3/stroke-5 shards per split (docs/FORMATS.md section 2).
+
+    ``out_dir`` gets an ownership marker; an existing folder prepare did not create is refused unless
+    ``overwrite``, and a second prepare writing it at the same time is refused.
 
     Args:
         in_dir: fetch output (one folder per class; only classes with ``_manifest.json`` are read).
@@ -510,75 +524,78 @@ def prepare(
         scale = _train_scale(in_path, words, rules)
         log.info("train scale factor %.6f", scale)
 
-    out_path.mkdir(parents=True, exist_ok=True)
-    _clean_previous(out_path)
-    writers: dict[tuple[str, str], _ShardWriter] = {}
-    for fmt in fmts:
-        for split in SPLITS:
-            meta = {"classes": words, "params": params, "input_fingerprint": fingerprint, "format": fmt, "split": split, "scale": scale, "schema_version": PREPARE_SCHEMA_VERSION}
-            writers[(fmt, split)] = _ShardWriter(out_path, fmt, split, meta)
+    # Only a folder prepare created (or an empty one) is written, and by one process at a time: it replaces
+    # the shards and manifest it finds there (quickdraw._ownership).
+    claim_output(out_path, "prepare", overwrite=overwrite, adopt=_is_prepare_output)
+    with output_lock(out_path, "prepare"):
+        _clean_previous(out_path)
+        writers: dict[tuple[str, str], _ShardWriter] = {}
+        for fmt in fmts:
+            for split in SPLITS:
+                meta = {"classes": words, "params": params, "input_fingerprint": fingerprint, "format": fmt, "split": split, "scale": scale, "schema_version": PREPARE_SCHEMA_VERSION}
+                writers[(fmt, split)] = _ShardWriter(out_path, fmt, split, meta)
 
-    result = PrepareResult(out_dir=out_path, classes=words, split_counts=dict.fromkeys(SPLITS, 0), per_class={}, scale=scale, input_fingerprint=fingerprint)
+        result = PrepareResult(out_dir=out_path, classes=words, split_counts=dict.fromkeys(SPLITS, 0), per_class={}, scale=scale, input_fingerprint=fingerprint)
 
-    def finish(done: int, cd: _ClassData) -> None:
-        result.per_class[cd.word] = cd.counts
-        for s in SPLITS:
-            result.split_counts[s] += cd.counts[s]
-        for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "kept"):
-            setattr(result, k, getattr(result, k) + cd.counts[k])
-        log.info("prepared %s: %s", cd.word, cd.counts)
-        if progress is not None:
-            progress(done, len(words), cd.word)
+        def finish(done: int, cd: _ClassData) -> None:
+            result.per_class[cd.word] = cd.counts
+            for s in SPLITS:
+                result.split_counts[s] += cd.counts[s]
+            for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "kept"):
+                setattr(result, k, getattr(result, k) + cd.counts[k])
+            log.info("prepared %s: %s", cd.word, cd.counts)
+            if progress is not None:
+                progress(done, len(words), cd.word)
 
-    # Parquet encoding of the nested sequences is the slowest step and releases the GIL: each format is
-    # written on its own thread while the main thread converts the next class. Every file still gets its
-    # row groups in class order (class k+1 is submitted only after class k is written), so the output is
-    # byte-identical to a serial run; at most two classes are in memory.
-    pool = ThreadPoolExecutor(max_workers=len(fmts), thread_name_prefix="prepare-write")
-    pending: list[Future[None]] = []
-    previous: tuple[int, _ClassData] | None = None
-    ok = False
-    try:
-        for done, cd in enumerate(_iter_classes(in_path, words, columns=None, **rules), start=1):
+        # Parquet encoding of the nested sequences is the slowest step and releases the GIL: each format is
+        # written on its own thread while the main thread converts the next class. Every file still gets its
+        # row groups in class order (class k+1 is submitted only after class k is written), so the output is
+        # byte-identical to a serial run; at most two classes are in memory.
+        pool = ThreadPoolExecutor(max_workers=len(fmts), thread_name_prefix="prepare-write")
+        pending: list[Future[None]] = []
+        previous: tuple[int, _ClassData] | None = None
+        ok = False
+        try:
+            for done, cd in enumerate(_iter_classes(in_path, words, columns=None, **rules), start=1):
+                for fut in pending:
+                    fut.result()
+                if previous is not None:
+                    finish(*previous)
+                pending = [pool.submit(_write_class, cd, fmt, writers) for fmt in fmts]
+                previous = (done, cd)
+                del cd
             for fut in pending:
                 fut.result()
             if previous is not None:
                 finish(*previous)
-            pending = [pool.submit(_write_class, cd, fmt, writers) for fmt in fmts]
-            previous = (done, cd)
-            del cd
-        for fut in pending:
-            fut.result()
-        if previous is not None:
-            finish(*previous)
-        ok = True
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for w in writers.values():
-            w.close() if ok else w.abort()
-    result.files = [f for w in writers.values() for f in w.files]
-    manifest = {
-        "schema_version": PREPARE_SCHEMA_VERSION,
-        "created_by": f"quickdraw-pipeline {__version__}",
-        "classes": words,
-        "formats": fmts,
-        "params": params,
-        "input_fingerprint": fingerprint,
-        "scale": scale,
-        "counts": {
-            "splits": result.split_counts,
-            "read": result.read,
-            "duplicates": result.duplicates,
-            "too_short": result.too_short,
-            "too_long_dropped": result.too_long_dropped,
-            "truncated": result.truncated,
-            "kept": result.kept,
-            "per_class": result.per_class,
-        },
-        "files": result.files,
-    }
-    write_json_atomic(out_path / MANIFEST, manifest, sort_keys=False)
-    return result
+            ok = True
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for w in writers.values():
+                w.close() if ok else w.abort()
+        result.files = [f for w in writers.values() for f in w.files]
+        manifest = {
+            "schema_version": PREPARE_SCHEMA_VERSION,
+            "created_by": f"quickdraw-pipeline {__version__}",
+            "classes": words,
+            "formats": fmts,
+            "params": params,
+            "input_fingerprint": fingerprint,
+            "scale": scale,
+            "counts": {
+                "splits": result.split_counts,
+                "read": result.read,
+                "duplicates": result.duplicates,
+                "too_short": result.too_short,
+                "too_long_dropped": result.too_long_dropped,
+                "truncated": result.truncated,
+                "kept": result.kept,
+                "per_class": result.per_class,
+            },
+            "files": result.files,
+        }
+        write_json_atomic(out_path / MANIFEST, manifest, sort_keys=False)
+        return result
 
 
 def _write_class(cd: _ClassData, fmt: str, writers: dict[tuple[str, str], _ShardWriter]) -> None:
