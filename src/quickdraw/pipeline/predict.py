@@ -7,17 +7,27 @@ length rules (``quickdraw.strokes.apply_length_rules`` with the ``min_len``/``ma
 the checkpoint's cache info; 6/250/truncate for checkpoints that predate them) so the model sees input exactly
 like what it was trained on. A drawing the rules drop (too short, or too long under ``on_long: drop``) gets a
 :class:`Prediction` with no classes and ``skipped`` saying why, instead of a made-up answer.
+
+Input is never trusted (DESIGN "Safety contract"): each line is judged on its own by :func:`parse_line` and
+:func:`check_drawing`, and a bad line becomes a :class:`Prediction` with ``error`` (the reason) and no classes,
+while the other lines are predicted. Bad means: longer than :data:`MAX_LINE_CHARS`, not JSON, nested deeper than
+:data:`MAX_DEPTH`, a non-finite number (``Infinity``, ``NaN``, ``1e400``), not an object with a ``drawing``, a
+stroke that is not ``[[x...], [y...]]`` of equal length, or a coordinate that is not a whole number in
+``0..MAX_COORD`` (32767: every delta between two such coordinates fits the int16 stroke-3, so nothing wraps).
+When *every* line is bad there is nothing to show: :func:`predict_records` raises the first line's
+:class:`BadRecordError`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
+import orjson
 import torch
 
 from quickdraw.errors import BadRecordError
@@ -29,7 +39,10 @@ from quickdraw.strokes import (
     drawing_to_stroke3,
 )
 
-__all__ = ["LengthRules", "Prediction", "classify", "drawing_to_stroke3", "predict_records", "read_ndjson"]
+__all__ = [
+    "MAX_COORD", "MAX_DEPTH", "MAX_LINE_CHARS", "LengthRules", "Prediction", "check_drawing", "classify",
+    "drawing_to_stroke3", "parse_line", "predict_records", "read_ndjson",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +50,13 @@ log = logging.getLogger(__name__)
 DEFAULT_MIN_LEN = 6
 DEFAULT_MAX_LEN = 250
 DEFAULT_ON_LONG: OnLong = "truncate"
+
+#: Longest line read (characters); a real simplified drawing is ~0.5 KB. Longer lines are skipped unread.
+MAX_LINE_CHARS = 4 << 20
+#: Deepest JSON nesting accepted (a drawing needs 4: object, drawing, stroke, coordinates).
+MAX_DEPTH = 32
+#: Largest coordinate: with coordinates in 0..MAX_COORD every stroke-3 delta fits int16.
+MAX_COORD = 32767
 
 
 @dataclass
@@ -46,29 +66,145 @@ class Prediction:
     line: int
     top: list[tuple[str, float]]
     record: dict[str, Any] = field(default_factory=dict)
-    #: Why the drawing was not classified (the length rule that dropped it); None when it was.
+    #: Why the drawing was not classified (the length rule that dropped it, or the bad input); None when it was.
     skipped: str | None = None
+    #: For a bad input line, the reason (``malformed JSON``, ``non-finite number``, ...); None otherwise.
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``line``, the record's other keys, ``top`` and, for a dropped drawing, ``skipped``."""
+        """JSON-ready form: ``line``, the record's other keys, ``top`` and, for a dropped drawing, ``skipped``
+        (plus ``error``, the reason, for a bad input line)."""
         doc = {"line": self.line, **self.record, "top": [{"class": c, "prob": p} for c, p in self.top]}
         if self.skipped is not None:
             doc["skipped"] = self.skipped
+        if self.error is not None:
+            doc["error"] = self.error
         return doc
 
 
-def read_ndjson(stream: IO[str], source: str = "<stdin>") -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for each non-blank line; malformed lines raise :class:`BadRecordError`."""
-    for n, line in enumerate(stream, 1):
+def _depth_problem(obj: Any) -> bool:
+    """Whether ``obj`` nests deeper than :data:`MAX_DEPTH` (iterative: no recursion on hostile input)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (list, dict)):
+            if d > MAX_DEPTH:
+                return True
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return False
+
+
+def parse_line(line: str | bytes, source: str = "<stdin>", n: int = 0) -> dict[str, Any]:
+    """One input line as a record (a dict with a ``drawing``); :class:`BadRecordError` naming the reason otherwise.
+
+    orjson rather than :mod:`json`: it refuses ``Infinity``/``NaN`` and nesting beyond 1024 levels itself
+    (json accepts the former and raises ``RecursionError`` on the latter).
+    """
+    if len(line) > MAX_LINE_CHARS:
+        raise BadRecordError(source, n, "line too long", f"{len(line)} characters, at most {MAX_LINE_CHARS}")
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        text = line if isinstance(line, str) else line.decode("utf-8", "replace")
+        at = text[exc.pos : exc.pos + 9] if isinstance(exc.pos, int) else ""
+        if "infinity" in msg or at.startswith(("Infinity", "NaN", "-Infinity")) or text[max(exc.pos - 1, 0):].startswith("-Inf"):
+            raise BadRecordError(source, n, "non-finite number", msg) from None
+        if "depth limit" in msg:
+            raise BadRecordError(source, n, "too deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise BadRecordError(source, n, "malformed JSON", msg) from None
+    if not isinstance(rec, dict) or "drawing" not in rec:
+        raise BadRecordError(source, n, "missing key", "expected an object with a 'drawing' key")
+    if _depth_problem(rec):
+        raise BadRecordError(source, n, "too deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+    return rec
+
+
+def _bad_coords(values: list[Any], what: str) -> str | None:
+    for v in values:
+        if type(v) is int:
+            if 0 <= v <= MAX_COORD:
+                continue
+            return f"{what} coordinate {v} outside 0..{MAX_COORD}"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{what} coordinate {str(v)[:40]!r} is a {type(v).__name__}, not a number"
+        if not math.isfinite(v):
+            return f"{what} coordinate {v} is not finite"
+        if not 0 <= v <= MAX_COORD:
+            return f"{what} coordinate {v:g} outside 0..{MAX_COORD}"
+        if v != int(v):
+            return f"{what} coordinate {v} is not a whole number"
+    return None
+
+
+def check_drawing(drawing: Any, source: str = "<stdin>", n: int = 0) -> list[list[list[int]]]:
+    """``drawing`` as ``[[xs, ys], ...]`` of ints if it is a valid drawing, else :class:`BadRecordError`.
+
+    A stroke is ``[[x...], [y...]]`` (a third list, e.g. raw ``t``, is ignored) of equal length; coordinates
+    are whole numbers in ``0..MAX_COORD`` (the simplified data use 0..255).
+    """
+    if not isinstance(drawing, list):
+        raise BadRecordError(source, n, "wrong type", f"drawing is a {type(drawing).__name__}, expected a list")
+    out = []
+    for i, stroke in enumerate(drawing):
+        if (not isinstance(stroke, list) or len(stroke) not in (2, 3)
+                or not all(isinstance(c, list) for c in stroke)):
+            raise BadRecordError(source, n, "wrong type", f"stroke {i} is a {type(stroke).__name__}, "
+                                 "expected [[x...], [y...]]")
+        xs, ys = stroke[0], stroke[1]
+        if len(xs) != len(ys):
+            raise BadRecordError(source, n, "bad drawing", f"stroke {i} has {len(xs)} x but {len(ys)} y values")
+        problem = _bad_coords(xs, f"stroke {i}: x") or _bad_coords(ys, f"stroke {i}: y")
+        if problem:
+            reason = "non-finite number" if "not finite" in problem else (
+                "coordinate out of range" if "outside" in problem else "wrong type")
+            raise BadRecordError(source, n, reason, problem)
+        out.append([[int(v) for v in xs], [int(v) for v in ys]])
+    return out
+
+
+def _bounded_lines(stream: IO[Any]) -> Iterator[tuple[str | bytes, bool]]:
+    """``(line, too_long)`` for each physical line; a line over the limit is skipped without being kept."""
+    while True:
+        line = stream.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        nl = "\n" if isinstance(line, str) else b"\n"
+        if len(line) > MAX_LINE_CHARS and not line.endswith(nl):
+            while True:  # discard the rest of the line in bounded pieces
+                rest = stream.readline(1 << 20)
+                if not rest or rest.endswith(nl):
+                    break
+            yield line[:0], True
+            continue
+        yield line, False
+
+
+def read_ndjson(stream: IO[str], source: str = "<stdin>") -> Iterator[tuple[int, dict[str, Any] | BadRecordError]]:
+    """``(line number, record)`` for each non-blank line; a bad line gives ``(line number, BadRecordError)``.
+
+    Never raises for bad content (only for an unreadable stream, e.g. bytes that are not UTF-8, named with
+    the line); :func:`predict_records` turns the errors into per-line results.
+    """
+    n = 0
+    lines = _bounded_lines(stream)
+    while True:
+        try:
+            line, too_long = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise BadRecordError(source, n + 1, "not UTF-8", str(exc)) from None
+        n += 1
+        if too_long:
+            yield n, BadRecordError(source, n, "line too long", f"more than {MAX_LINE_CHARS} characters")
+            continue
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadRecordError(source, n, "malformed JSON", str(exc)) from None
-        if not isinstance(rec, dict) or "drawing" not in rec:
-            raise BadRecordError(source, n, "missing key", "expected an object with a 'drawing' key")
-        yield n, rec
+            yield n, parse_line(line, source, n)
+        except BadRecordError as exc:
+            yield n, exc
 
 
 @dataclass(frozen=True)
@@ -83,6 +219,8 @@ class LengthRules:
     def from_info(cls, info: dict[str, Any]) -> LengthRules:
         """The rules of the cache the checkpoint was trained on; each missing value falls back to the default."""
         cache = info.get("cache") or {}
+        if not isinstance(cache, dict):
+            cache = {}
         min_len, max_len, on_long = cache.get("min_len"), cache.get("max_len"), cache.get("on_long")
         return cls(
             min_len=DEFAULT_MIN_LEN if min_len is None else int(min_len),
@@ -93,8 +231,9 @@ class LengthRules:
 
 def _encode(drawing: Any, rules: LengthRules, source: str, line: int) -> tuple[np.ndarray | None, str | None]:
     """``(stroke-3 after the length rules, None)``, or ``(None, reason)`` when the rules drop the drawing."""
+    checked = check_drawing(drawing, source, line)
     try:
-        seq = drawing_to_stroke3(drawing)
+        seq = drawing_to_stroke3(checked)
     except (ValueError, TypeError, IndexError) as exc:
         raise BadRecordError(source, line, "bad drawing", str(exc)) from None
     if len(seq) == 0:
@@ -142,18 +281,39 @@ def predict_records(
     """Top-k predictions for ``(line, record)`` pairs as :func:`read_ndjson` yields them, one per record.
 
     A drawing the checkpoint's length rules drop gets ``top == []`` and ``skipped`` set (and a logged warning).
+    A bad record (a :class:`BadRecordError` from :func:`read_ndjson`, or a record whose drawing fails
+    :func:`check_drawing`) gets ``top == []``, ``error`` (the reason) and ``skipped`` (the full message); if
+    every record is bad, the first one's :class:`BadRecordError` is raised instead.
     """
     classes = list(info["classes"])
     rules = LengthRules.from_info(info)
-    lines, seqs, extras, skipped = [], [], [], []
+    lines, seqs, extras, skipped, errors = [], [], [], [], []
+    first_error: BadRecordError | None = None
     for line, rec in records:
-        seq, reason = _encode(rec["drawing"], rules, source, line)
-        if reason is not None:
+        err: BadRecordError | None = rec if isinstance(rec, BadRecordError) else None
+        seq, reason = None, None
+        if err is None and (not isinstance(rec, dict) or "drawing" not in rec):
+            err = BadRecordError(source, line, "missing key", "expected an object with a 'drawing' key")
+        if err is None:
+            try:
+                seq, reason = _encode(rec["drawing"], rules, source, line)
+            except BadRecordError as exc:
+                err = exc
+        if err is not None:
+            log.warning("%s", err)
+            first_error = first_error or err
+            reason = str(err)
+        elif reason is not None:
             log.warning("%s:%d: not classified (%s)", source, line, reason)
         lines.append(line)
         seqs.append(seq)
         skipped.append(reason)
-        extras.append({k: v for k, v in rec.items() if k != "drawing"})
+        errors.append(None if err is None else err.reason)
+        # The other keys travel to the output (e.g. key_id, to match results to inputs), unless hostile.
+        keep = isinstance(rec, dict) and (err is None or not _depth_problem(rec))
+        extras.append({k: v for k, v in rec.items() if k != "drawing"} if keep else {})
+    if first_error is not None and all(e is not None for e in errors):
+        raise first_error
     kept = [i for i, seq in enumerate(seqs) if seq is not None]
     row_of = {i: r for r, i in enumerate(kept)}
     k = max(1, min(top_k, len(classes)))
@@ -163,5 +323,5 @@ def predict_records(
     for i, (line, extra, reason) in enumerate(zip(lines, extras, skipped, strict=True)):
         r = row_of.get(i)
         ranked = [] if r is None else [(classes[j], float(probs[r, j])) for j in top[r]]
-        out.append(Prediction(line, ranked, extra, reason))
+        out.append(Prediction(line, ranked, extra, reason, errors[i]))
     return out

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from quickdraw import __version__
 from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw._ownership import claim_output, output_lock
+from quickdraw._safety import contained
 from quickdraw.errors import QuickDrawError
 from quickdraw.shard_schema import FORMATS, output_schema
 from quickdraw.sources.parquet import check_schema_version, class_parts, fetched_classes
@@ -202,8 +203,19 @@ class _ClassData:
 _READ_BATCH_ROWS = 16_384
 
 
+def _class_parts(in_dir: Path, word: str) -> list[Path]:
+    """``class_parts`` with every part contained: a manifest ``parts`` entry such as ``../victim.parquet``, an
+    absolute path, a symlink out of the class folder or a FIFO is an UnsafePathError naming the manifest."""
+    base = Path(in_dir) / word
+    out = []
+    for p in class_parts(in_dir, word):
+        rel = p.relative_to(base).as_posix() if p.is_relative_to(base) else str(p)
+        out.append(contained(base, rel, f"{base / MANIFEST}: part entry"))
+    return out
+
+
 def _read_class(in_dir: Path, word: str, columns: list[str] | None) -> pa.Table:
-    parts = class_parts(in_dir, word)
+    parts = _class_parts(in_dir, word)
     # Single-threaded decode: the writer threads already keep both cores busy.
     tables = [pq.read_table(p, columns=columns, use_threads=False) for p in parts]
     if not tables:
@@ -219,7 +231,7 @@ def _fetch_schema(columns: list[str] | None) -> pa.Schema:
 
 def _iter_drawing_batches(in_dir: Path, word: str) -> Iterator[pa.Array]:
     """The class's ``drawing`` column in source order, ``_READ_BATCH_ROWS`` drawings at a time."""
-    for p in class_parts(in_dir, word):
+    for p in _class_parts(in_dir, word):
         pf = pq.ParquetFile(p)
         try:
             for rb in pf.iter_batches(batch_size=_READ_BATCH_ROWS, columns=["drawing"], use_threads=False):
