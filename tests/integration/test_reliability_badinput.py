@@ -123,7 +123,7 @@ def bucket(bucket_factory: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list[i
 def test_catalogue_counts_quarantines_and_keeps_every_good_record(bucket: Any, tmp_path: Path, chunk: int) -> None:
     good, bad = bucket
     assert len({r for _, r, _ in bad}) >= 15
-    res = fetch("cat", tmp_path, FetchOptions(source=SRC, chunk_bytes=chunk)).classes[0]
+    res = fetch("cat", tmp_path / "out", FetchOptions(source=SRC, chunk_bytes=chunk)).classes[0]
     assert res.status == "fetched", res.error
     want: dict[str, int] = {}
     for _, reason, _ in bad:
@@ -131,26 +131,26 @@ def test_catalogue_counts_quarantines_and_keeps_every_good_record(bucket: Any, t
     assert res.rejected == want
     assert set(res.rejected) <= set(REASONS)
     assert res.accepted == len(good)
-    assert pq.read_table(tmp_path / "cat").column("key_id").to_pylist() == good
-    q = [json.loads(x) for x in (tmp_path / "cat" / "_quarantine.ndjson").read_text().splitlines()]
+    assert pq.read_table(tmp_path / "out" / "cat").column("key_id").to_pylist() == good
+    q = [json.loads(x) for x in (tmp_path / "out" / "cat" / "_quarantine.ndjson").read_text().splitlines()]
     assert [(x["line"], x["reason"]) for x in q] == [(ln, r) for ln, r, _ in bad]
     assert all(x["source"] == f"{SRC}/cat.ndjson" and x["raw"] for x in q)
-    man = json.loads((tmp_path / "cat" / "_manifest.json").read_text())
+    man = json.loads((tmp_path / "out" / "cat" / "_manifest.json").read_text())
     assert man["counts"]["rejected"] == want and man["quarantine"]["records"] == len(bad)
 
 
 def test_gzip_file_fails_its_class_only(bucket: Any, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["fetch", "--classes", "cat,dog,apple", "--out", str(tmp_path), "--source", SRC, "--json"])
+    res = runner.invoke(app, ["fetch", "--classes", "cat,dog,apple", "--out", str(tmp_path / "out"), "--source", SRC, "--json"])
     assert res.exit_code == 1
     by = {c["word"]: c for c in json.loads(res.stdout)["classes"]}
     assert by["dog"]["status"] == "failed" and "gzip" in by["dog"]["error"] and "dog.ndjson" in by["dog"]["error"]
     assert by["cat"]["status"] == "fetched" and by["apple"]["status"] == "fetched" and by["apple"]["accepted"] == 0
-    assert not (tmp_path / "dog" / "_manifest.json").exists()
-    assert pq.read_table(tmp_path / "apple").num_rows == 0
+    assert not (tmp_path / "out" / "dog" / "_manifest.json").exists()
+    assert pq.read_table(tmp_path / "out" / "apple").num_rows == 0
 
 
 def test_strict_stops_at_first_bad_line(bucket: Any, tmp_path: Path) -> None:
     good, bad = bucket
-    res = runner.invoke(app, ["fetch", "--classes", "cat", "--out", str(tmp_path), "--source", SRC, "--strict"])
+    res = runner.invoke(app, ["fetch", "--classes", "cat", "--out", str(tmp_path / "out"), "--source", SRC, "--strict"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert f"cat.ndjson:{bad[0][0]}: bad record ({bad[0][1]})" in " ".join(res.output.split()).replace(".ndjson: ", ".ndjson:")

@@ -36,7 +36,7 @@ from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
 from quickdraw.errors import BadRecordError, QuickDrawError, SourceError
 from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
 from quickdraw.sources.binary import parse_binary_chunk
-from quickdraw.sources.ndjson import parse_chunk
+from quickdraw.sources.ndjson import QUARANTINE_SAMPLE, parse_chunk
 from quickdraw.sources.raw import RAW_DRAWING_SCHEMA, parse_raw_chunk
 from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 
@@ -431,7 +431,7 @@ def fetch_class(
             view = memoryview(work)[:n]
             if opts.format == "binary":
                 # No separator: a chunk ends after the last whole record; the rest is carried to the next read.
-                res, cut = parse_binary_chunk(bytes(view), line, word=word, at_eof=at_eof,
+                res, cut = parse_binary_chunk(bytes(view), line, word=word, at_eof=at_eof, sample=QUARANTINE_SAMPLE,
                                               strict_error=strict_error if opts.strict else None)
             else:
                 cut = n if at_eof else work.rfind(b"\n", 0, n) + 1
@@ -444,14 +444,21 @@ def fetch_class(
             if cap is not None:
                 carry, read_pos = b"", offset + cut
             if opts.format == "ndjson":
-                res = parse_chunk(chunk, line, word=word, at_eof=at_eof, strict_error=strict_error if opts.strict else None)
+                res = parse_chunk(chunk, line, word=word, at_eof=at_eof, sample=QUARANTINE_SAMPLE,
+                                  strict_error=strict_error if opts.strict else None)
             elif opts.format == "raw":
-                res = parse_raw_chunk(bytes(chunk), line, word=word, at_eof=at_eof,
+                res = parse_raw_chunk(bytes(chunk), line, word=word, at_eof=at_eof, sample=QUARANTINE_SAMPLE,
                                       strict_error=strict_error if opts.strict else None, simplify=opts.simplify)
             read += res.n_lines
+            # Counts stay exact; the quarantine keeps the first QUARANTINE_SAMPLE lines of each reason. How
+            # many a reason already has follows from its count, so a resumed run samples the same lines.
             for r in res.rejects:
+                if rejected.get(r.reason, 0) < QUARANTINE_SAMPLE:
+                    pending_q.append(json.dumps(r.to_json(url), ensure_ascii=False).encode() + b"\n")
                 rejected[r.reason] = rejected.get(r.reason, 0) + 1
-                pending_q.append(json.dumps(r.to_json(url), ensure_ascii=False).encode() + b"\n")
+            for reason, n in res.counts().items():
+                kept = sum(1 for r in res.rejects if r.reason == reason)
+                rejected[reason] = rejected.get(reason, 0) + n - kept
             table = _apply_filters(res.table, opts, filtered)
             if cap is not None and accepted + table.num_rows >= cap:
                 table = table.slice(0, cap - accepted)

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from quickdraw.sources.ndjson import ChunkResult, Reject
+from quickdraw.sources.ndjson import ChunkResult, RejectSink
 from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array, parse_timestamp
 
 __all__ = ["HEADER_BYTES", "encode_record", "parse_binary_chunk", "write_binary"]
@@ -123,6 +123,7 @@ def parse_binary_chunk(
     word: str,
     at_eof: bool = False,
     strict_error: Callable[[int, str, str], None] | None = None,
+    sample: int | None = None,
 ) -> tuple[ChunkResult, int]:
     """Parse the whole records at the start of ``data``; returns ``(result, bytes consumed)``.
 
@@ -147,21 +148,21 @@ def parse_binary_chunk(
     ys = np.empty(len(buf) // 2 + 1, np.uint8)
     n, n_s, n_p, end = _scan_records(buf, key_id, cc, rec, ts, n_strokes, n_points, status, starts,
                                      stroke_pts, xs, ys)
-    rejects: list[Reject] = []
+    sink = RejectSink(sample)
     bad = np.flatnonzero(status[:n] != 0)
     for i in bad.tolist():
         reason, detail = _REASON[int(status[i])], _DETAIL[int(status[i])]
         if strict_error is not None:
             strict_error(first_record + i, reason, detail)
         stop = starts[i + 1] if i + 1 < n else end
-        rejects.append(Reject(first_record + i, reason, detail, data[starts[i] : stop].hex().encode()))
+        sink.add(first_record + i, reason, detail, lambda a=int(starts[i]), b=int(stop): data[a:b].hex().encode())
     consumed = end
     n_read = n
     if at_eof and end < len(buf):
         detail = f"{len(buf) - end} bytes at the end of the file are not a whole record"
         if strict_error is not None:
             strict_error(first_record + n, "truncated_last_record", detail)
-        rejects.append(Reject(first_record + n, "truncated_last_record", detail, data[end : end + 64].hex().encode()))
+        sink.add(first_record + n, "truncated_last_record", detail, data[end : end + 64].hex().encode())
         consumed = len(buf)
         n_read += 1
     table = _table(word, n, n_s, n_p, key_id, cc, rec, ts, n_strokes, n_points, stroke_pts, xs, ys)
@@ -170,7 +171,7 @@ def parse_binary_chunk(
         ok = status[:n] == 0
         table = table.filter(pa.array(ok))
         lines = lines[ok]
-    return ChunkResult(table, lines, rejects, n_read), consumed
+    return ChunkResult(table, lines, sink.kept, n_read, None, sink.counts), consumed
 
 
 def _table(word: str, n: int, n_s: int, n_p: int, key_id: np.ndarray, cc: np.ndarray, rec: np.ndarray,

@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array
 
-__all__ = ["ChunkResult", "Reject", "check_record", "parse_chunk", "REASONS"]
+__all__ = ["ChunkResult", "QUARANTINE_RAW_BYTES", "QUARANTINE_SAMPLE", "Reject", "RejectSink", "check_record",
+           "parse_chunk", "REASONS"]
 
 # Every reason a record can be rejected for; counts in manifests use these keys.
 REASONS = (
@@ -49,6 +50,13 @@ REASONS = (
 REQUIRED = ("word", "countrycode", "timestamp", "recognized", "key_id", "drawing")
 MAX_LINE_BYTES = 4 << 20  # a real simplified drawing is ~0.5 KB; 4 MB is a broken or hostile record
 MAX_POINTS = 65535
+# Bounds on what bad input can cost (DESIGN "Safety contract: Bounds"): counts of rejects stay exact, but only
+# the first QUARANTINE_SAMPLE lines of each reason (per class) are kept, each cut to QUARANTINE_RAW_BYTES.
+# So the quarantine of a class stays under ~30 MB however the input is made (even 4x JSON escaping of
+# binary bytes: 16 reasons x 100 x 16 KB), and a chunk of two million bad one-byte lines holds 1,600 Reject
+# objects, not two million.
+QUARANTINE_SAMPLE = 100
+QUARANTINE_RAW_BYTES = 4096
 
 @dataclass
 class Reject:
@@ -58,17 +66,43 @@ class Reject:
     reason: str
     detail: str
     raw: bytes
+    size: int = -1  # bytes of the whole line when ``raw`` holds only its start (-1: ``raw`` is all of it)
 
     def to_json(self, url: str) -> dict[str, Any]:
         """The quarantine-file record for this line of ``url``."""
-        return {
+        doc: dict[str, Any] = {
             "source": url,
             "line": self.line,
             "reason": self.reason,
             "detail": self.detail,
-            # Losing nothing: the raw bytes are kept, decoded losslessly where they are UTF-8.
+            # The raw bytes, decoded losslessly where they are UTF-8; cut to QUARANTINE_RAW_BYTES when from a sink.
             "raw": self.raw.decode("utf-8", errors="backslashreplace")[:MAX_LINE_BYTES],
         }
+        if self.size > len(self.raw):
+            doc["raw_bytes"] = self.size  # the line was longer: "raw" is its start
+        return doc
+
+
+class RejectSink:
+    """Where a parser puts bad lines: exact counts per reason, and the first ``sample`` lines of each reason
+    (all of them when ``sample`` is None), their raw bytes cut to QUARANTINE_RAW_BYTES when sampling."""
+
+    def __init__(self, sample: int | None = None) -> None:
+        self.sample = sample
+        self.counts: dict[str, int] = {}
+        self.kept: list[Reject] = []
+
+    def add(self, line: int, reason: str, detail: str, raw: bytes | Callable[[], bytes]) -> None:
+        """Count one bad line; keep it if its reason's sample is not full (``raw`` may be a thunk)."""
+        n = self.counts.get(reason, 0)
+        self.counts[reason] = n + 1
+        if self.sample is not None and n >= self.sample:
+            return
+        data = raw() if callable(raw) else raw
+        if self.sample is not None and len(data) > QUARANTINE_RAW_BYTES:
+            self.kept.append(Reject(line, reason, detail, bytes(data[:QUARANTINE_RAW_BYTES]), len(data)))
+        else:
+            self.kept.append(Reject(line, reason, detail, bytes(data)))
 
 
 @dataclass
@@ -77,9 +111,19 @@ class ChunkResult:
 
     table: pa.Table
     lines: np.ndarray  # 1-based line number of each row of `table`
-    rejects: list[Reject] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)  # all of them, or a sample per reason (RejectSink)
     n_lines: int = 0  # non-blank lines seen
     lines_spanned: int | None = None  # physical lines in the chunk, blank ones included (None: not counted)
+    reject_counts: dict[str, int] | None = None  # exact counts per reason (None: count ``rejects``)
+
+    def counts(self) -> dict[str, int]:
+        """Exact number of rejected lines per reason, whether or not ``rejects`` is only a sample."""
+        if self.reject_counts is not None:
+            return self.reject_counts
+        out: dict[str, int] = {}
+        for r in self.rejects:
+            out[r.reason] = out.get(r.reason, 0) + 1
+        return out
 
 
 def _is_int(v: Any) -> bool:
@@ -245,8 +289,12 @@ def parse_chunk(
     word: str,
     at_eof: bool = False,
     strict_error: Callable[[int, str, str], None] | None = None,
+    sample: int | None = None,
 ) -> ChunkResult:
     """Parse whole lines of simplified ndjson; ``first_line`` is the 1-based number of the first line.
+
+    ``sample`` keeps only the first ``sample`` rejects of each reason (counts stay exact), which bounds
+    memory on input that is mostly bad (fetch passes QUARANTINE_SAMPLE).
 
     ``at_eof`` says the chunk ends the file, so a final line without a newline may be a truncated record.
     ``strict_error(line, reason, detail)`` is called on the first bad record (it is expected to raise).
@@ -262,7 +310,7 @@ def parse_chunk(
     # Only the refused lines take the slow, exact path; the rest stay as the scanner made them.
     good_recs: list[dict[str, Any]] = []
     good_lines: list[int] = []
-    rejects: list[Reject] = []
+    sink = RejectSink(sample)
     blank = 0
     last = len(starts) - 1
     for i in np.flatnonzero(refused).tolist():
@@ -283,12 +331,13 @@ def parse_chunk(
             continue
         if strict_error is not None:
             strict_error(line, verdict[0], verdict[1])
-        rejects.append(Reject(line, verdict[0], verdict[1], raw))
+        sink.add(line, verdict[0], verdict[1], raw)
     if good_recs:
         from quickdraw.sources.schema import table_from_records
 
         both = pa.concat_tables([table, table_from_records(good_recs)])
         both_lines = np.concatenate([lines[~refused], np.asarray(good_lines, dtype=np.int64)])
         order = np.argsort(both_lines, kind="stable")
-        return ChunkResult(both.take(pa.array(order)), both_lines[order], rejects, len(starts) - blank, len(starts))
-    return ChunkResult(table, lines[~refused], rejects, len(starts) - blank, len(starts))
+        return ChunkResult(both.take(pa.array(order)), both_lines[order], sink.kept, len(starts) - blank,
+                           len(starts), sink.counts)
+    return ChunkResult(table, lines[~refused], sink.kept, len(starts) - blank, len(starts), sink.counts)

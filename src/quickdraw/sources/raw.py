@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from quickdraw.sources.ndjson import MAX_LINE_BYTES, MAX_POINTS, ChunkResult, Reject, _line_starts
+from quickdraw.sources.ndjson import MAX_LINE_BYTES, MAX_POINTS, ChunkResult, RejectSink, _line_starts
 from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array, drawing_type, parse_timestamp
 
 __all__ = ["RAW_DRAWING_SCHEMA", "RAW_DRAWING_TYPE", "check_raw_record", "parse_raw_chunk", "raw_table",
@@ -354,6 +354,7 @@ def parse_raw_chunk(
     at_eof: bool = False,
     strict_error: Callable[[int, str, str], None] | None = None,
     simplify: bool = False,
+    sample: int | None = None,
 ) -> ChunkResult:
     """Parse whole lines of raw ndjson into a :data:`RAW_DRAWING_SCHEMA` table (or, with ``simplify``, a
     simplified :data:`DRAWING_SCHEMA` table). Bad lines come out as rejects, as in
@@ -363,7 +364,7 @@ def parse_raw_chunk(
     starts, ends = _line_starts(buf)
     good: list[dict[str, Any]] = []
     lines: list[int] = []
-    rejects: list[Reject] = []
+    sink = RejectSink(sample)
     blank = 0
     last = len(starts) - 1
     for i in range(len(starts)):
@@ -393,9 +394,9 @@ def parse_raw_chunk(
             continue
         if strict_error is not None:
             strict_error(line, verdict[0], verdict[1])
-        rejects.append(Reject(line, verdict[0], verdict[1], raw))
+        sink.add(line, verdict[0], verdict[1], raw)
     table = simplify_drawings(good, word) if simplify else raw_table(good, word)
-    return ChunkResult(table, np.asarray(lines, np.int64), rejects, len(starts) - blank)
+    return ChunkResult(table, np.asarray(lines, np.int64), sink.kept, len(starts) - blank, None, sink.counts)
 
 
 # ----------------------------------------------------------------------------------------------- measure
