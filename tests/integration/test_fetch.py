@@ -40,15 +40,20 @@ def dir_bytes(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def crash_after(n: int, real_write: Any) -> Any:
-    """A stand-in for ``fetch._write_part`` that writes ``n`` parts, then raises as a kill would."""
-    calls = {"n": 0}
+def crash_at_part(index: int, real_write: Any) -> Any:
+    """A stand-in for ``fetch._write_part`` that raises, as a kill would, when asked to write part ``index``.
 
-    def crashing(*a: Any, **k: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] > n:
-            raise KeyboardInterrupt("simulated kill")
-        real_write(*a, **k)
+    Keyed on the part's name, not on how many writes came before: parts are written by two threads, so the
+    n-th call is not always the n-th part, and a count made the crash point (and so what the last checkpoint
+    holds) differ from run to run. Every other part is written for real, including a later part that the
+    other thread may be writing at that moment (the resume must drop it).
+    """
+    name = f"part-{index:05d}.parquet"
+
+    def crashing(path: Path, *a: Any, **k: Any) -> None:
+        if Path(path).name == name:
+            raise KeyboardInterrupt(f"simulated kill while writing {name}")
+        real_write(path, *a, **k)
 
     return crashing
 
@@ -175,11 +180,14 @@ def test_resume_after_crash_is_byte_identical(tmp_path: Path, monkeypatch: pytes
     real_write = fetch_mod._write_part
     for crash_at in (1, 3):
         out = tmp_path / f"crash{crash_at}"
-        monkeypatch.setattr(fetch_mod, "_write_part", crash_after(crash_at, real_write))
+        monkeypatch.setattr(fetch_mod, "_write_part", crash_at_part(crash_at, real_write))
         with pytest.raises(KeyboardInterrupt):
             fetch("cat", out, opts)
         monkeypatch.setattr(fetch_mod, "_write_part", real_write)
         assert not (out / "cat" / "_manifest.json").exists()
+        # One part per checkpoint here: the last checkpoint holds exactly the parts before the crashed one.
+        state = json.loads((out / "cat" / ".fetch-state.json").read_text())
+        assert [p["file"] for p in state["parts"]] == [f"part-{i:05d}.parquet" for i in range(crash_at)]
         r = fetch("cat", out, opts).classes[0]
         assert r.status == "resumed"
         assert dir_bytes(out) == want
@@ -207,7 +215,7 @@ def test_last_part_is_split_in_two_and_resumed_as_one_checkpoint(tmp_path: Path,
     real_write = fetch_mod._write_part
     for crash_at in (len(rows) - 2, len(rows) - 1):  # a crash while the two halves are being written
         out = tmp_path / f"crash{crash_at}"
-        monkeypatch.setattr(fetch_mod, "_write_part", crash_after(crash_at, real_write))
+        monkeypatch.setattr(fetch_mod, "_write_part", crash_at_part(crash_at, real_write))
         with pytest.raises(KeyboardInterrupt):
             fetch("cat", out, opts)
         monkeypatch.setattr(fetch_mod, "_write_part", real_write)
@@ -305,7 +313,7 @@ def test_state_naming_a_missing_part_is_discarded(tmp_path: Path, monkeypatch: p
 
     real_write = fetch_mod._write_part
     out = tmp_path / "out"
-    monkeypatch.setattr(fetch_mod, "_write_part", crash_after(3, real_write))
+    monkeypatch.setattr(fetch_mod, "_write_part", crash_at_part(3, real_write))
     with pytest.raises(KeyboardInterrupt):
         fetch("cat", out, opts)
     monkeypatch.setattr(fetch_mod, "_write_part", real_write)
