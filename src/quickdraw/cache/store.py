@@ -517,17 +517,14 @@ def resolve(
     """
     text = os.fspath(name_or_path)
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or text.startswith(".")
+    if "\0" in text:
+        raise CacheError(f"{text[:200]!r}: not a cache name or path (NUL character)")
     p = Path(text).expanduser()
     if looks_like_path or (not _NAME_RE.fullmatch(text)):
-        if (p / MANIFEST_FILE).is_file():
-            if version not in ("latest", p.name) and not p.name.startswith(version):
-                raise CacheError(f"{p} is version {p.name}, not {version!r}")
-            return open_version(p)
-        if p.is_dir() and (any(_is_version_dir(c) for c in p.iterdir()) or (p / LATEST_FILE).exists()):
-            return _pick(p, version)
-        if p.is_dir() and _VERSION_RE.fullmatch(p.name):
-            raise CacheError(f"{p / MANIFEST_FILE}: missing; {p} is not a complete cache version (rebuild it)")
-        raise CacheError(f"{p}: not a cache version or cache name directory")
+        try:
+            return _resolve_path(p, version)
+        except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES...: a named error, not a traceback
+            raise CacheError(f"{text[:200]!r}: not a usable cache path ({exc.strerror or exc})") from None
     name_dir = find_name_dir(text, root)
     if name_dir is None:
         have = list_datasets(root)
@@ -535,6 +532,18 @@ def resolve(
         where = " or ".join(str(r) for r in search_roots(root))
         raise CacheError(f"no cached dataset {text!r} under {where}{hint}")
     return _pick(name_dir, version)
+
+
+def _resolve_path(p: Path, version: str) -> CacheVersion:
+    if (p / MANIFEST_FILE).is_file():
+        if version not in ("latest", p.name) and not p.name.startswith(version):
+            raise CacheError(f"{p} is version {p.name}, not {version!r}")
+        return open_version(p)
+    if p.is_dir() and (any(_is_version_dir(c) for c in p.iterdir()) or (p / LATEST_FILE).exists()):
+        return _pick(p, version)
+    if p.is_dir() and _VERSION_RE.fullmatch(p.name):
+        raise CacheError(f"{p / MANIFEST_FILE}: missing; {p} is not a complete cache version (rebuild it)")
+    raise CacheError(f"{p}: not a cache version or cache name directory")
 
 
 def manifest_json(manifest: Mapping[str, Any]) -> str:
