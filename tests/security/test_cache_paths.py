@@ -93,3 +93,16 @@ def test_cache_names_are_matched_whole(tmp_path: Path, name: str) -> None:
     with pytest.raises(CacheError):
         resolve(name, root=tmp_path / "cache")
     assert cv.path.is_dir()
+
+
+@pytest.mark.parametrize("state", ["LATEST", "PINNED"])
+def test_a_fifo_in_place_of_a_state_file_is_a_named_error_not_a_hang(tmp_path: Path, state: str) -> None:
+    cv = small_cache(tmp_path)
+    p = cv.path.parent / state
+    p.unlink(missing_ok=True)
+    os.mkfifo(p)
+    cmd = ["cache", "gc", "--root", str(tmp_path / "cache")] if state == "PINNED" else ["cache", "ls", "--root",
+                                                                                     str(tmp_path / "cache")]
+    res = run_cli(*cmd, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "FIFO" in res.stderr and "Traceback" not in res.stderr

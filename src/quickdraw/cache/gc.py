@@ -41,6 +41,7 @@ from quickdraw.cache.store import (
     newest_version,
     read_latest,
     read_manifest,
+    read_small_text,
 )
 from quickdraw.errors import CacheError
 
@@ -98,9 +99,8 @@ def _du(path: Path) -> int:
 
 def read_pinned(name_dir: Path) -> set[str]:
     """Versions pinned in ``name_dir/PINNED``."""
-    try:
-        text = (name_dir / PINNED_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = read_small_text(name_dir / PINNED_FILE)
+    if text is None:
         return set()
     return {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
 

@@ -357,12 +357,32 @@ def check_split(cv: CacheVersion, fmt: str, split: str, *, full: bool = False) -
     return arrays
 
 
+def read_small_text(path: Path, limit: int = 1 << 20) -> str | None:
+    """A small state file's text (LATEST, PINNED), or None if missing.
+
+    Only a regular file is read, at most ``limit`` bytes: a FIFO or ``/dev/zero`` put in its place is a
+    CacheError, not a hang.
+    """
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        with open_regular(path, "cache state file", error=CacheError) as f:
+            data = f.read(limit + 1)
+    except CacheError:
+        if not path.exists() and not path.is_symlink():
+            return None  # removed meanwhile
+        raise
+    if len(data) > limit:
+        raise CacheError(f"{path}: more than {limit} bytes, not a quickdraw state file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CacheError(f"{path}: not UTF-8 text") from None
+
+
 def read_latest(name_dir: Path) -> str | None:
     """The version LATEST points at, or None."""
-    try:
-        text = (Path(name_dir) / LATEST_FILE).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
+    text = (read_small_text(Path(name_dir) / LATEST_FILE, 4096) or "").strip()
     return text or None
 
 
