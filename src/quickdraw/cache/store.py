@@ -283,7 +283,7 @@ def check_files(cv: CacheVersion, prefix: str = "") -> None:
     if len(parts) == 2 and parts[0] in cv.manifest["formats"] and parts[1] in cv.manifest["formats"][parts[0]]["splits"]:
         # Opening a split (SequenceDataset): the cheap array invariants too, so a cache tampered without
         # changing any size is a CacheError here instead of an IndexError (or silently wrong data) later.
-        check_split(cv, parts[0], parts[1])
+        check_split(cv, parts[0], parts[1], _paths_checked=True)
 
 
 def _split_problem(cv: CacheVersion, fmt: str, split: str, arrays: dict[str, np.ndarray], full: bool) -> str | None:
@@ -320,7 +320,7 @@ def _split_problem(cv: CacheVersion, fmt: str, split: str, arrays: dict[str, np.
     return None
 
 
-def split_arrays(cv: CacheVersion, fmt: str, split: str) -> dict[str, np.ndarray]:
+def split_arrays(cv: CacheVersion, fmt: str, split: str, *, _paths_checked: bool = False) -> dict[str, np.ndarray]:
     """The memory-mapped arrays of one split (file name -> array), after the containment and dtype checks."""
     what = f"{cv.path / MANIFEST_FILE}: file entry"
     arrays: dict[str, np.ndarray] = {}
@@ -328,7 +328,7 @@ def split_arrays(cv: CacheVersion, fmt: str, split: str) -> dict[str, np.ndarray
         rel = f"{fmt}/{split}/{name}"
         if rel not in cv.manifest["files"]:
             raise CacheError(f"{cv.path / MANIFEST_FILE}: lists no {rel} (rebuild the cache version)")
-        p = contained(cv.path, rel, what, error=CacheError)
+        p = cv.path / rel if _paths_checked else contained(cv.path, rel, what, error=CacheError)
         try:
             arr = np.load(p, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -339,7 +339,9 @@ def split_arrays(cv: CacheVersion, fmt: str, split: str) -> dict[str, np.ndarray
     return arrays
 
 
-def check_split(cv: CacheVersion, fmt: str, split: str, *, full: bool = False) -> dict[str, np.ndarray]:
+def check_split(
+    cv: CacheVersion, fmt: str, split: str, *, full: bool = False, _paths_checked: bool = False
+) -> dict[str, np.ndarray]:
     """Check one split's arrays against each other and the manifest; returns them (memory-mapped).
 
     Cheap (open time, ``full=False``): shapes and lengths agree with the manifest, offsets start at 0, end at
@@ -347,7 +349,7 @@ def check_split(cv: CacheVersion, fmt: str, split: str, *, full: bool = False) -
     ``lengths == diff(offsets)``, ``max_length`` and the pen columns. Raises :class:`CacheError` naming the
     split directory and the first broken invariant.
     """
-    arrays = split_arrays(cv, fmt, split)
+    arrays = split_arrays(cv, fmt, split, _paths_checked=_paths_checked)
     problem = _split_problem(cv, fmt, split, arrays, full)
     if problem:
         raise CacheError(
