@@ -85,3 +85,45 @@ def test_sampled_quarantine_resumes_byte_identical(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(fetch_mod, "_write_part", real)
     assert fetch("cat", tmp_path / "out", opts).classes[0].status == "resumed"
     assert dir_bytes(tmp_path / "out") == want
+
+
+@pytest.mark.parametrize("cap", [None, 2000], ids=["aligned-read-ahead", "capped-reads"])
+def test_overlong_lines_are_skipped_while_streaming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    cap: int | None) -> None:
+    """A line longer than the limit is quarantined as too_large without being buffered, and the run goes on
+    (before: a 500 MB line without a newline was read whole, 86 s and 2.2 GB, before the limit was checked)."""
+    monkeypatch.setattr(fetch_mod, "MAX_LINE_BYTES", 256 << 10)  # the real limit is 4 MiB; same code path
+    good = synthetic_ndjson(3000).splitlines(keepends=True)
+    long_line = b'{"word": "cat", "drawing": [' + b"1," * (1 << 20)  # 2 MiB, no newline until the end
+    data = b"".join(good[:1000]) + long_line + b"\n" + b"".join(good[1000:]) + long_line  # the last one at EOF
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(data)
+    opts = FetchOptions(source=str(src), chunk_bytes=64 << 10, part_rows=400, max_per_class=cap)
+    res = fetch("cat", tmp_path / "clean", opts).classes[0]
+    assert res.status == "fetched", res.error
+    if cap is None:
+        assert res.accepted == 3000 and res.rejected == {"too_large": 2} and res.read == 3002
+    else:
+        assert res.accepted == cap and res.rejected == {"too_large": 1}
+    q = [json.loads(x) for x in (tmp_path / "clean" / "cat" / "_quarantine.ndjson").read_text().splitlines()]
+    assert q[0]["line"] == 1001 and q[0]["reason"] == "too_large"
+    assert q[0]["raw_bytes"] == len(long_line) + 1 and len(q[0]["raw"]) <= QUARANTINE_RAW_BYTES
+    keys = pq.read_table(tmp_path / "clean" / "cat").column("key_id").to_pylist()
+    want_keys = [json.loads(g)["key_id"] for g in good][: cap or 3000]
+    assert keys == [int(k) for k in want_keys]  # every good neighbour kept, in order
+    # a kill after the long line resumes to the same bytes
+    want = dir_bytes(tmp_path / "clean")
+    real = fetch_mod._write_part
+
+    def kill_at_part_3(path: Path, *a: Any, **k: Any) -> None:
+        if path.name == "part-00003.parquet":
+            raise KeyboardInterrupt("simulated kill")
+        real(path, *a, **k)
+
+    monkeypatch.setattr(fetch_mod, "_write_part", kill_at_part_3)
+    with pytest.raises(KeyboardInterrupt):
+        fetch("cat", tmp_path / "out", opts)
+    monkeypatch.setattr(fetch_mod, "_write_part", real)
+    fetch("cat", tmp_path / "out", opts)
+    assert dir_bytes(tmp_path / "out") == want

@@ -36,7 +36,7 @@ from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
 from quickdraw.errors import BadRecordError, QuickDrawError, SourceError
 from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
 from quickdraw.sources.binary import parse_binary_chunk
-from quickdraw.sources.ndjson import QUARANTINE_SAMPLE, parse_chunk
+from quickdraw.sources.ndjson import MAX_LINE_BYTES, QUARANTINE_RAW_BYTES, QUARANTINE_SAMPLE, Reject, parse_chunk
 from quickdraw.sources.raw import RAW_DRAWING_SCHEMA, parse_raw_chunk
 from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 
@@ -405,6 +405,8 @@ def fetch_class(
         start, read_pos = read_pos, end
         return read_range(fs, path, start, end, url)
 
+    # Raw lines are ~10x larger per drawing than simplified ones, hence their larger limit (sources/raw.py).
+    line_limit = 16 * MAX_LINE_BYTES if opts.format == "raw" else MAX_LINE_BYTES
     notify(word, "start", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
     try:
         grow = 1
@@ -435,6 +437,38 @@ def fetch_class(
                                               strict_error=strict_error if opts.strict else None)
             else:
                 cut = n if at_eof else work.rfind(b"\n", 0, n) + 1
+            if cut == 0 and opts.format != "binary" and n > line_limit:
+                # No newline in more than the line limit: a broken or hostile record. Stream past it to its end
+                # without holding it (a 500 MB line costs one window of memory, not 500 MB), and quarantine it.
+                head, size = bytes(view[:QUARANTINE_RAW_BYTES]), n
+                carry = b""
+                while ahead is not None or read_pos < info.size:
+                    if stop is not None and stop.is_set():
+                        raise FetchStopped(f"{word}: stopped at byte {offset} (another class failed under --strict)")
+                    data = ahead.result() if ahead is not None else read_next()
+                    at_eof = read_pos == info.size
+                    ahead = reader.submit(read_next) if cap is None and not at_eof else None
+                    bytes_read += len(data)
+                    nl = data.find(b"\n")
+                    if nl >= 0:
+                        size += nl + 1
+                        carry = bytes(data[nl + 1 :])
+                        break
+                    size += len(data)
+                detail = f"a line of {size:,} bytes, over the {line_limit:,}-byte limit (skipped while streaming)"
+                if opts.strict:
+                    strict_error(line, "too_large", detail)
+                if rejected.get("too_large", 0) < QUARANTINE_SAMPLE:
+                    pending_q.append(json.dumps(Reject(line, "too_large", detail, head, size).to_json(url),
+                                                ensure_ascii=False).encode() + b"\n")
+                rejected["too_large"] = rejected.get("too_large", 0) + 1
+                read += 1
+                offset += size
+                line += 1
+                if cap is not None:
+                    carry, read_pos = b"", offset
+                grow = 1
+                continue
             if cut == 0:
                 carry = bytes(view)  # one record longer than the read: read on until it ends
                 grow *= 2
