@@ -8,6 +8,8 @@ Resolution happens before any download so a typo never costs a fetch.
 from __future__ import annotations
 
 import difflib
+import re
+import stat
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -78,6 +80,34 @@ def _lookup(name: str) -> tuple[str, ...]:
     raise UnknownClassError(name, closest(name))
 
 
+#: Every category and preset name matches this; anything else read from a file is not echoed back.
+_NAME_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 '\-]{0,63}")
+MAX_CLASS_FILE_BYTES = 1 << 20
+
+
+def _read_class_file(path: Path) -> list[str]:
+    """The lines of a class-list file: a regular UTF-8 text file of at most 1 MiB (a FIFO or device would
+    block or never end, and a huge file is not a list of 345 names)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"class list file not found: {path}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read class list file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"class list file {path} is not a regular file")
+    if st.st_size > MAX_CLASS_FILE_BYTES:
+        raise ValueError(f"class list file {path} is {st.st_size:,} bytes; a class list is at most "
+                         f"{MAX_CLASS_FILE_BYTES:,} (one name a line)")
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_CLASS_FILE_BYTES + 1).decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"class list file {path} is not UTF-8 text (one class name a line)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read class list file {path}: {exc.strerror or exc}") from None
+
+
 def _split_spec(spec: str) -> list[str]:
     # Commas separate names; a name may be quoted to be explicit about spaces.
     return [p.strip().strip('"').strip("'").strip() for p in spec.split(",") if p.strip()]
@@ -94,25 +124,30 @@ def resolve_classes(spec: str | list[str] | tuple[str, ...]) -> list[str]:
     Raises :class:`UnknownClassError` naming the closest valid names for any unknown entry,
     and ``FileNotFoundError`` for a missing ``@file``.
     """
-    names: list[str] = []
+    names: list[tuple[str, str | None]] = []  # (name, where it was read: "FILE line N", or None for an argument)
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"class names are strings, got {type(item).__name__}")
         item = item.strip()
         if item.startswith("@"):
             path = Path(item[1:]).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"class list file not found: {path}")
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for n, line in enumerate(_read_class_file(path), start=1):
                 line = line.split("#", 1)[0].strip()
                 if line:
-                    names.extend(_split_spec(line) if "," in line else [line])
+                    names.extend((w, f"{path} line {n}") for w in (_split_spec(line) if "," in line else [line]))
         else:
-            names.extend(_split_spec(item))
+            names.extend((w, None) for w in _split_spec(item))
     if not names:
         raise ValueError("empty class spec: give a preset (e.g. animals10), a comma list or @file")
     out: list[str] = []
     seen: set[str] = set()
-    for name in names:
+    for name, where in names:
+        if where is not None and not _NAME_LIKE.fullmatch(name):
+            # Only echo what could be a class name: an @file that is not a class list (say @/etc/shadow)
+            # must not have its content printed in an error message or a log.
+            raise ValueError(f"{where} is not a class name (not shown: class names are letters, spaces, "
+                             f"hyphens and apostrophes); is {where.rsplit(' line ', 1)[0]} a class list?")
         for cls in _lookup(name):
             if cls not in seen:
                 seen.add(cls)
