@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError", "FetchSchemaError", "OwnershipError"]
+__all__ = ["QuickDrawError", "SourceError", "BadRecordError", "CacheError", "ConfigError", "FetchSchemaError",
+           "FetchStopped", "OwnershipError"]
 
 
 class QuickDrawError(Exception):
@@ -10,7 +11,30 @@ class QuickDrawError(Exception):
 
 
 class SourceError(QuickDrawError):
-    """A source object is missing or unreachable (names the class and URL)."""
+    """A source object is missing or unreachable (names the URL, the cause in plain words and what to do).
+
+    ``permanent``: no retry can fix it (a host that does not resolve, a refused connection, 403/404, a server
+    that ignores Range, a file truncated while read). ``source_wide``: every other object of the same source
+    would fail the same way (no network, a mirror that is down, access denied), so a multi-class fetch stops
+    at the first such error instead of repeating it for each class.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, permanent: bool = False,
+                 source_wide: bool = False) -> None:
+        super().__init__(message)
+        self.url, self.permanent, self.source_wide = url, permanent or source_wide, source_wide
+
+
+class ConfigError(QuickDrawError, ValueError):
+    """A setting (an environment variable) with a value quickdraw cannot use (names it, its value and what is
+    allowed)."""
+
+
+class FetchStopped(QuickDrawError):
+    """A fetch stopped on request: Ctrl-C, another class failed under ``strict``, or a source-wide error.
+
+    What was written up to the last checkpoint is kept; the next fetch resumes from it.
+    """
 
 
 class BadRecordError(QuickDrawError):

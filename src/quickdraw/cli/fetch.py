@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
 from quickdraw.cli._common import console, friendly_errors, print_json
-from quickdraw.pipeline.fetch import FetchOptions, fetch as fetch_lib
-from quickdraw.sources.fs import DEFAULT_SOURCE
+from quickdraw.sources.defaults import DEFAULT_SOURCE
+
+if TYPE_CHECKING:
+    from quickdraw.pipeline.fetch import FetchOptions, FetchResult
+
+# The pipeline (pyarrow, fsspec) and rich's progress/table machinery are imported inside the command, so that
+# `quickdraw --help` does not pay for them.
+MAX_FAILED_LINES = 10  # more failed classes than this are summed up in one line (the --json output has all)
 
 
 def fetch(
@@ -36,8 +40,15 @@ def fetch(
     Other formats: quickdraw fetch --classes cat --format binary --out data/bin;
     quickdraw fetch --classes cat --format raw [--simplify] --out data/rawtiming
 
-    GCS endpoint override (a mirror or an emulator): QUICKDRAW_GCS_ENDPOINT=http://127.0.0.1:4443
+    GCS endpoint override (a mirror or an emulator): QUICKDRAW_GCS_ENDPOINT=http://127.0.0.1:4443.
+    Ctrl-C stops within a second or two (exit 130); the same command then resumes where it stopped.
     """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from rich.markup import escape
+
+    from quickdraw.pipeline.fetch import fetch as fetch_lib
+
     with friendly_errors():
         opts = _options(source, format, simplify, max_per_class, recognized_only, countries, strict)
     show = sys.stderr.isatty() and not as_json
@@ -65,34 +76,67 @@ def fetch(
         else:
             bars.update(tasks[word], completed=info.get("bytes", 0), **fields)
 
-    with friendly_errors(out), bars:
-        result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress, overwrite=overwrite)
+    try:
+        with friendly_errors(out), bars:
+            result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress, overwrite=overwrite)
+    except KeyboardInterrupt:
+        # The library has already stopped every class at a checkpoint; say so in one line, exit as shells expect.
+        console.print("[bold yellow]interrupted:[/] fetch stopped; what was written is kept, and running the same "
+                      "command again resumes where it stopped", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     if as_json:
         print_json(result.to_dict())
-    else:
-        table = Table(title=f"fetched into {out}")
-        for col in ("class", "status", "accepted", "read", "filtered", "rejected", "MB read", "s"):
-            table.add_column(col, justify="left" if col in ("class", "status") else "right")
-        for c in result.classes:
-            table.add_row(
-                c.word,
-                c.status if c.status != "failed" else "[red]failed[/]",
-                f"{c.accepted:,}",
-                f"{c.read:,}",
-                f"{sum(c.filtered.values()):,}",
-                f"{sum(c.rejected.values()):,}" + (f" ({', '.join(f'{k}={v}' for k, v in c.rejected.items())})" if c.rejected else ""),
-                f"{c.bytes_read / 1e6:.2f}",
-                f"{c.seconds:.1f}",
-            )
-        console.print(table)
-        for c in result.failed:
-            console.print(f"[bold red]failed:[/] {c.word}: {c.error}", highlight=False)
+    if result.error is not None:
+        # No network, a mirror that is down, access denied: every class would say the same, so say it once.
+        console.print(f"[bold red]error:[/] {escape(str(result.error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if not as_json:
+        _print_summary(result, out)
     if result.failed:
         raise typer.Exit(1)
 
 
+def _print_summary(result: FetchResult, out: Path) -> None:
+    """The per-class table, narrow enough for 80 columns: long class names wrap, and the per-reason reject
+    counts go on lines of their own below it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"fetched into {escape(str(out))}", title_justify="left", pad_edge=False)
+    table.add_column("class", overflow="fold", ratio=1, min_width=8)
+    table.add_column("status", no_wrap=True)
+    for col in ("accepted", "read", "filtered", "rejected", "MB", "s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for c in result.classes:
+        table.add_row(
+            escape(c.word),
+            c.status if c.status != "failed" else "[red]failed[/]",
+            f"{c.accepted:,}",
+            f"{c.read:,}",
+            f"{sum(c.filtered.values()):,}",
+            f"{sum(c.rejected.values()):,}",
+            f"{c.bytes_read / 1e6:.2f}",
+            f"{c.seconds:.1f}",
+        )
+    console.print(table)
+    rejected = [c for c in result.classes if c.rejected]
+    if rejected:
+        console.print("rejected records (see <class>/_quarantine.ndjson):", highlight=False)
+        for c in rejected:
+            why = ", ".join(f"{k}={v:,}" for k, v in sorted(c.rejected.items()))
+            console.print(f"  {escape(c.word)}: {why}", highlight=False, soft_wrap=True)
+    failed = result.failed
+    for c in failed[:MAX_FAILED_LINES]:
+        console.print(f"[bold red]failed:[/] {escape(c.word)}: {escape(c.error or '')}", highlight=False, soft_wrap=True)
+    if len(failed) > MAX_FAILED_LINES:
+        console.print(f"[bold red]failed:[/] ... and {len(failed) - MAX_FAILED_LINES} more classes (--json lists "
+                      "every error)", highlight=False)
+
+
 def _options(source: str | None, format: str, simplify: bool, max_per_class: int | None, recognized_only: bool,
              countries: str | None, strict: bool) -> FetchOptions:
+    from quickdraw.pipeline.fetch import FetchOptions
+
     return FetchOptions(
         source=source,
         format=format,

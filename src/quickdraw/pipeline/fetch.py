@@ -21,7 +21,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ import pyarrow.parquet as pq
 from quickdraw._io import sha256_file, write_json_atomic
 from quickdraw._ownership import claim_output, output_lock, owned_subdir, remove_owned
 from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
-from quickdraw.errors import BadRecordError, QuickDrawError, SourceError
-from quickdraw.sources.fs import DEFAULT_SOURCE, class_url, open_source, read_range, stat_object
+from quickdraw.errors import BadRecordError, FetchStopped, QuickDrawError, SourceError
+from quickdraw.sources.defaults import BINARY_SOURCE, DEFAULT_SOURCE, RAW_SOURCE
+from quickdraw.sources.fs import StopFlag, check_env, class_url, open_source, read_range, stat_object
 from quickdraw.sources.binary import parse_binary_chunk
 from quickdraw.sources.ndjson import MAX_LINE_BYTES, QUARANTINE_RAW_BYTES, QUARANTINE_SAMPLE, Reject, parse_chunk
 from quickdraw.sources.raw import RAW_DRAWING_SCHEMA, parse_raw_chunk
@@ -43,8 +45,8 @@ from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 #: Source formats (``FetchOptions.format``): default source URL and file extension of each.
 FORMATS = {
     "ndjson": (DEFAULT_SOURCE, "ndjson"),
-    "binary": ("gs://quickdraw_dataset/full/binary", "bin"),
-    "raw": ("gs://quickdraw_dataset/full/raw", "ndjson"),
+    "binary": (BINARY_SOURCE, "bin"),
+    "raw": (RAW_SOURCE, "ndjson"),
 }
 
 __all__ = ["ClassResult", "FetchOptions", "FetchResult", "FetchStopped", "Progress", "fetch", "fetch_class"]
@@ -62,8 +64,49 @@ BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usual
 OWN_FILES = ("part-*.parquet", "part-*.parquet.incomplete", "*.incomplete", MANIFEST, STATE, QUARANTINE)
 
 
-class FetchStopped(QuickDrawError):
-    """A class fetch stopped on request (another class hit a bad record under ``strict``)."""
+class _Stop(threading.Event):
+    """The stop flag the driver shares with its class tasks, with the reason they report when they stop."""
+
+    reason = "stopped on request"
+
+    def stop(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+            self.set()
+
+
+class _Either:
+    """Set when either flag is: the driver's (Ctrl-C, another class failed) or the class task's own (it is
+    unwinding, so its read-ahead must not go on waiting on the network)."""
+
+    def __init__(self, outer: StopFlag | None, own: threading.Event) -> None:
+        self.outer, self.own = outer, own
+
+    @property
+    def reason(self) -> str:
+        return getattr(self.outer, "reason", None) or "stopped on request"
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.outer is not None and self.outer.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.1 if end is None else min(0.1, end - time.monotonic())
+            if left <= 0:
+                return False
+            self.own.wait(left)
+        return True
+
+
+def _result(fut: Future[bytes], stop: _Either, what: str) -> bytes:
+    """``fut.result()``, but raising :class:`FetchStopped` as soon as ``stop`` is set (no uninterruptible wait)."""
+    while True:
+        done, _ = wait_futures([fut], timeout=0.1)
+        if done:
+            return fut.result()
+        if stop.is_set():
+            raise FetchStopped(f"{what}: {stop.reason}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +155,7 @@ class ClassResult:
 
     word: str
     url: str
-    status: str  # fetched | resumed | unchanged | failed
+    status: str  # fetched | resumed | unchanged | failed | stopped (resumable) | not_attempted
     accepted: int = 0
     read: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
@@ -134,22 +177,33 @@ class FetchResult:
 
     out: Path
     classes: list[ClassResult]
+    #: An error no class could get past (no network, a refused connection, access denied, a server that ignores
+    #: Range): the fetch stopped at it, and the classes not yet done are ``not_attempted`` or ``stopped``.
+    error: SourceError | None = None
 
     @property
     def failed(self) -> list[ClassResult]:
         """The classes that could not be fetched."""
         return [c for c in self.classes if c.status == "failed"]
 
+    @property
+    def incomplete(self) -> list[ClassResult]:
+        """The classes without a complete output: failed, stopped or not attempted."""
+        return [c for c in self.classes if c.status in ("failed", "stopped", "not_attempted")]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: per-class results and totals."""
         return {
             "out": str(self.out),
+            "error": str(self.error) if self.error is not None else None,
             "classes": [c.to_dict() for c in self.classes],
             "totals": {
                 "accepted": sum(c.accepted for c in self.classes),
                 "rejected": sum(sum(c.rejected.values()) for c in self.classes),
                 "bytes_read": sum(c.bytes_read for c in self.classes),
                 "failed": len(self.failed),
+                "not_attempted": sum(c.status == "not_attempted" for c in self.classes),
+                "stopped": sum(c.status == "stopped" for c in self.classes),
             },
         }
 
@@ -223,7 +277,7 @@ def fetch_class(
     opts: FetchOptions,
     progress: Progress | None = None,
     *,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     overwrite: bool = False,
 ) -> ClassResult:
     """Fetch one class into ``out/<word>/``; skips the work if a complete, identical fetch is already there.
@@ -234,8 +288,8 @@ def fetch_class(
 
     Raises :class:`SourceError` if the object is missing or unreachable, :class:`OwnershipError` for an output
     folder quickdraw did not create, and :class:`BadRecordError` on the first bad record when ``opts.strict``
-    is set. Setting ``stop`` makes it checkpoint and raise
-    :class:`FetchStopped` at its next chunk.
+    is set. Setting ``stop`` (a :class:`threading.Event`) makes it checkpoint and raise :class:`FetchStopped`
+    within a fraction of a second, whatever it is waiting on (a stalled request, a retry's backoff).
     """
     t0 = time.monotonic()
     if word not in _class_set():
@@ -244,7 +298,9 @@ def fetch_class(
         raise UnknownClassError(word, [])  # a preset: fetch() expands those, fetch_class takes one category
     root = claim_output(out, "fetch", overwrite=overwrite, adopt=_is_fetch_output)
     url = class_url(opts.source, word, FORMATS[opts.format][1])
-    info = stat_object(url)
+    own_stop = threading.Event()
+    halt = _Either(stop, own_stop)
+    info = stat_object(url, halt)
     identity = {
         "schema_version": SCHEMA_VERSION,
         "source": {"size": info.size, "etag": info.etag, "generation": info.generation},
@@ -403,7 +459,7 @@ def fetch_class(
             want = min(opts.chunk_bytes, max(MIN_CHUNK, (cap - accepted) * BYTES_PER_DRAWING)) * grow
             end = min(info.size, read_pos + want)
         start, read_pos = read_pos, end
-        return read_range(fs, path, start, end, url)
+        return read_range(fs, path, start, end, url, stop=halt)
 
     # Raw lines are ~10x larger per drawing than simplified ones, hence their larger limit (sources/raw.py).
     line_limit = 16 * MAX_LINE_BYTES if opts.format == "raw" else MAX_LINE_BYTES
@@ -411,9 +467,9 @@ def fetch_class(
     try:
         grow = 1
         while offset < info.size and not stopped:
-            if stop is not None and stop.is_set():
-                raise FetchStopped(f"{word}: stopped at byte {offset} (another class failed under --strict)")
-            data = ahead.result() if ahead is not None else read_next(grow)
+            if halt.is_set():
+                raise FetchStopped(f"{word}: stopped at byte {offset} ({halt.reason})")
+            data = _result(ahead, halt, word) if ahead is not None else read_next(grow)
             at_eof = read_pos == info.size  # read before the next read-ahead moves read_pos
             ahead = reader.submit(read_next) if cap is None and not at_eof else None
             bytes_read += len(data)
@@ -443,9 +499,9 @@ def fetch_class(
                 head, size = bytes(view[:QUARANTINE_RAW_BYTES]), n
                 carry = b""
                 while ahead is not None or read_pos < info.size:
-                    if stop is not None and stop.is_set():
-                        raise FetchStopped(f"{word}: stopped at byte {offset} (another class failed under --strict)")
-                    data = ahead.result() if ahead is not None else read_next()
+                    if halt.is_set():
+                        raise FetchStopped(f"{word}: stopped at byte {offset} ({halt.reason})")
+                    data = _result(ahead, halt, word) if ahead is not None else read_next()
                     at_eof = read_pos == info.size
                     ahead = reader.submit(read_next) if cap is None and not at_eof else None
                     bytes_read += len(data)
@@ -517,6 +573,7 @@ def fetch_class(
         while in_flight:
             complete_oldest()
     except BaseException:
+        own_stop.set()  # a read-ahead still waiting on the network gives up now
         if ahead is not None:
             ahead.cancel()
         # Keep what is already durable so a rerun resumes from it: complete, in order, the checkpoints
@@ -565,17 +622,25 @@ def fetch(
 ) -> FetchResult:
     """Fetch classes (a spec such as ``"animals10"``, a comma list, ``@file``, or a list) into ``out``.
 
-    Class names are resolved before any download, so a typo fails at once with the closest valid names.
-    ``out`` is created with an ownership marker; an existing folder that quickdraw did not create is refused
-    unless ``overwrite``, and one other fetch writing it at the same time is refused (a lock).
-    Classes are fetched ``concurrency`` at a time. A class that fails (missing object, network that stays
-    down) is reported as ``failed`` with its error while the others complete and are kept; under
-    ``strict`` the first bad record raises :class:`BadRecordError`.
+    Class names and the network settings in the environment are checked before any download, so a typo
+    fails at once (with the closest valid names). ``out`` is created with an ownership marker; an existing
+    folder that quickdraw did not create is refused unless ``overwrite``, and one other fetch writing it at
+    the same time is refused (a lock). Classes are fetched ``concurrency`` at a time.
+
+    Failures: a class that fails on its own (its object is missing, its reads keep failing until the
+    deadline) is reported as ``failed`` with its error while the others complete and are kept. An error that
+    every class would hit the same way (the host does not resolve, the connection is refused, access denied,
+    a server that ignores Range) stops the fetch within seconds: it is ``FetchResult.error`` (one message
+    naming the URL, the cause and the fix), the classes it stopped are ``stopped`` or ``not_attempted``, and
+    classes already fetched stay. Under ``strict`` the first bad
+    record raises :class:`BadRecordError`. A ``KeyboardInterrupt`` (Ctrl-C) stops every class within about a
+    second, after checkpointing, and is re-raised: the next run resumes and ends byte-identical.
 
     >>> fetch("animals10", "data/raw", FetchOptions(max_per_class=1000))  # doctest: +SKIP
     """
     opts = options or FetchOptions()
     words = resolve_classes(classes)
+    check_env()
     out_path = claim_output(out, "fetch", overwrite=overwrite, adopt=_is_fetch_output)
     with output_lock(out_path, "fetch"):
         return _fetch_locked(words, out_path, opts, concurrency, progress)
@@ -583,31 +648,65 @@ def fetch(
 
 def _fetch_locked(words: list[str], out_path: Path, opts: FetchOptions, concurrency: int,
                   progress: Progress | None) -> FetchResult:
-
-    stop = threading.Event()
+    stop = _Stop()
+    fatal: dict[str, SourceError] = {}  # source-wide errors by class: the result names one
 
     def one(word: str) -> ClassResult:
+        url = class_url(opts.source, word, FORMATS[opts.format][1])
+        if stop.is_set():
+            return ClassResult(word, url, "not_attempted", error=stop.reason)
         try:
             return fetch_class(word, out_path, opts, progress, stop=stop)
+        except FetchStopped as exc:
+            return ClassResult(word, url, "stopped", error=str(exc))
         except BadRecordError:
             raise
         except QuickDrawError as exc:
+            if isinstance(exc, SourceError) and exc.source_wide:
+                fatal[word] = exc
+                stop.stop(f"not fetched: the source cannot be read ({exc})")
             if progress:
                 progress(word, "done", {"status": "failed", "error": str(exc)})
-            return ClassResult(word, class_url(opts.source, word, FORMATS[opts.format][1]), "failed", error=str(exc))
+            return ClassResult(word, url, "failed", error=str(exc))
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(one, w) for w in words]
-        try:
-            results = [f.result() for f in futures]
-        except BadRecordError:
-            # --strict means stop now: queued classes are dropped and running ones stop at their next chunk
-            # (after checkpointing, so a rerun without --strict resumes them).
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return FetchResult(out_path, results)
+    # The main thread never blocks without a timeout, so Ctrl-C reaches it at once; the tasks then see the stop
+    # flag within a fraction of a second wherever they wait (fs.py: requests, backoff sleeps, the read-ahead).
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="fetch-class")
+    futures = [pool.submit(one, w) for w in words]
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait_futures(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            for f in done:
+                if f.exception() is not None:
+                    raise f.exception()  # type: ignore[misc]
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            reason = "interrupted"
+        elif isinstance(exc, BadRecordError):
+            reason = "another class failed under --strict"
+        else:
+            reason = f"another class failed: {type(exc).__name__}"
+        # Queued classes are dropped; running ones checkpoint and stop, so a rerun resumes them.
+        stop.stop(reason)
+        pool.shutdown(wait=False, cancel_futures=True)
+        _drain(futures)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    # The first class asked for names the error, so the message is the same from run to run.
+    error = next((fatal[w] for w in words if w in fatal), None)
+    return FetchResult(out_path, [f.result() for f in futures], error)
 
+
+def _drain(futures: list[Future[ClassResult]]) -> None:
+    """Wait for the running class tasks to wind down (they have been told to stop), without an unbounded block:
+    a second Ctrl-C while waiting ends the wait."""
+    try:
+        while not all(f.done() for f in futures):
+            wait_futures(futures, timeout=0.1)
+    except KeyboardInterrupt:
+        pass
 
 
 @functools.cache
