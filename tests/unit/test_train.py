@@ -169,7 +169,7 @@ def test_load_params_sections_seed_and_overrides(tmp_path: Path) -> None:
     p = load_params(f, ["train.hidden=128", "dropout=0.2", "train.max_steps_per_epoch=null"])
     assert (p.hidden, p.epochs, p.dropout, p.seed, p.max_steps_per_epoch) == (128, 3, 0.2, 11, None)
     assert load_params(None) == TrainParams()
-    with pytest.raises(ValueError, match="did you mean hidden"):
+    with pytest.raises(ValueError, match="did you mean 'hidden'"):
         load_params(f, ["train.hiden=3"])
     with pytest.raises(ValueError, match="dropout"):
         load_params(f, ["train.dropout=1.5"])

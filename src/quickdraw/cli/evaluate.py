@@ -16,7 +16,9 @@ def evaluate(
     cache_root: Path = typer.Option(None, "--cache-root", help="Cache root (default $QUICKDRAW_CACHE or the user cache dir)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     out: Path = typer.Option(Path("eval"), "--out", help="Directory for metrics.json and plots/."),
-    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Sequences per forward pass."),
+    # Typed str and checked in the body: a bad value then gets the same one-line error as train's params.
+    batch_size: str = typer.Option("512", "--batch-size", metavar="INTEGER", help="Sequences per forward pass (>= 1)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
 ) -> None:
     """Evaluate a checkpoint: top-1, top-3, per-class accuracy, ECE; confusion/reliability/confidence plots.
@@ -25,8 +27,11 @@ def evaluate(
     """
     with friendly_errors():
         from quickdraw.pipeline.evaluate import evaluate as run_evaluate
+        from quickdraw.pipeline.train import check_device, check_number
 
-        doc = run_evaluate(checkpoint, cache, out, split=split, root=cache_root, batch_size=batch_size)
+        size = check_number("--batch-size", batch_size, "int", 1)
+        device = check_device(device, "--device")
+        doc = run_evaluate(checkpoint, cache, out, split=split, root=cache_root, batch_size=size, device=device)
     if as_json:
         print_json(doc)
         return

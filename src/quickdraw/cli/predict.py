@@ -15,7 +15,9 @@ from quickdraw.cli._common import friendly_errors, out_console, print_json
 def predict(
     file: str = typer.Argument("-", help="ndjson drawings in the dataset's format (a 'drawing' key per line), or - for stdin."),
     checkpoint: Path = typer.Option(Path("models/best.pt"), "--checkpoint", help="Checkpoint to use."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes to show per drawing."),
+    # Typed str and checked in the body: a bad value then gets the same one-line error as train's params.
+    top_k_text: str = typer.Option("3", "--top-k", metavar="INTEGER", help="Classes to show per drawing (>= 1)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, auto (cuda, then mps, then cpu), cuda, cuda:N or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one item per drawing)."),
 ) -> None:
     """Print the top-k classes with probabilities for each drawing.
@@ -29,8 +31,10 @@ def predict(
     with friendly_errors():
         from quickdraw.models import load_checkpoint
         from quickdraw.pipeline.predict import predict_records, read_ndjson
+        from quickdraw.pipeline.train import check_device, check_number, pick_device
 
-        model, info = load_checkpoint(checkpoint)
+        top_k: int = check_number("--top-k", top_k_text, "int", 1)
+        model, info = load_checkpoint(checkpoint, map_location=pick_device(check_device(device, "--device")))
         if file == "-":
             preds = predict_records(model, info, read_ndjson(sys.stdin, "<stdin>"), top_k=top_k)
         else:

@@ -31,19 +31,27 @@ import torch
 import yaml
 from torch import nn
 
+from quickdraw.errors import QuickDrawError
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
+from quickdraw.models.checkpoint import MAX_HIDDEN, MAX_LAYERS
 from quickdraw.strokes import normalizing_scale
 
 __all__ = [
+    "ParamError",
     "ProgressCallback",
     "ProgressEvent",
     "SplitLike",
     "TrainParams",
     "TrainResult",
+    "Schedule",
+    "check_device",
+    "check_number",
+    "check_param",
     "iter_batches",
     "load_params",
     "make_batch",
     "pick_device",
+    "plan_schedule",
     "train",
     "train_on",
 ]
@@ -62,9 +70,19 @@ class SplitLike(Protocol):
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]: ...
 
 
+class ParamError(QuickDrawError, ValueError):
+    """A train param (params.yaml or ``--set``) of the wrong type or out of range; the message names the key,
+    the value given and what is allowed, on one line (the CLI prints it and exits 2)."""
+
+
 @dataclass
 class TrainParams:
-    """The ``train`` section of params.yaml (plus the shared top-level ``seed``)."""
+    """The ``train`` section of params.yaml (plus the shared top-level ``seed``).
+
+    Sizes that depend on the data are planned per run by :func:`plan_schedule`: ``batch_size`` is the
+    largest batch (smaller when the train split would give fewer than ``min_steps_per_epoch`` batches) and
+    warm-up lasts ``warmup`` of the planned optimizer steps, at most ``warmup_steps``.
+    """
 
     hidden: int = 192
     layers: int = 2
@@ -75,8 +93,10 @@ class TrainParams:
     label_smoothing: float = 0.1
     clip: float = 1.0
     batch_size: int = 256
+    min_steps_per_epoch: int = 40
     epochs: int = 20
     patience: int = 4
+    warmup: float = 0.2
     warmup_steps: int = 300
     plateau_factor: float = 0.5
     plateau_patience: int = 1
@@ -93,63 +113,250 @@ class TrainParams:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainParams:
-        """Build from a mapping, rejecting unknown keys with the closest valid names."""
+    def from_dict(cls, d: dict[str, Any], sources: dict[str, str] | None = None) -> TrainParams:
+        """Build from a mapping, checking every value (:func:`check_param`); unknown keys are named with
+        the closest valid ones. ``sources`` maps a key to where it came from (shown in errors)."""
         names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"unknown train param {key!r}{hint}")
-        params = cls(**d)
+        sources = sources or {}
+        values: dict[str, Any] = {}
+        for key, value in d.items():
+            where = f" (from {sources[key]})" if key in sources else ""
+            if not isinstance(key, str) or key not in names:
+                close = difflib.get_close_matches(str(key), names, n=3)
+                hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+                raise ParamError(
+                    f"unknown train param {_show(key)}{where}{hint} (valid: {', '.join(names)})"
+                )
+            values[key] = check_param(key, value, where)
+        params = cls(**values)
         params.validate()
         return params
 
     def validate(self) -> None:
-        """Raise ValueError on values that cannot train."""
-        checks = {
-            "hidden": self.hidden >= 1, "layers": self.layers >= 1, "dropout": 0 <= self.dropout < 1,
-            "lr": self.lr > 0, "batch_size": self.batch_size >= 1, "epochs": self.epochs >= 1,
-            "patience": self.patience >= 1, "warmup_steps": self.warmup_steps >= 0,
-            "label_smoothing": 0 <= self.label_smoothing < 1, "plateau_factor": 0 < self.plateau_factor < 1,
-            "pool": self.pool in ("last", "mean", "last+mean"),
-            "device": self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("invalid train params: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+        """Raise :class:`ParamError` (a ValueError) on any value that cannot train, naming key, value and
+        what is allowed."""
+        for f in dataclasses.fields(self):
+            check_param(f.name, getattr(self, f.name))
 
     def to_dict(self) -> dict[str, Any]:
         """The params as a plain dict (stored in checkpoints and logged to dvclive)."""
         return dataclasses.asdict(self)
 
 
+# What each train param allows: (kind, low, high, low_open, high_open, optional). kind: int | float.
+_INF = math.inf
+_RULES: dict[str, tuple[str, float, float, bool, bool, bool]] = {
+    # Upper bounds: what load_checkpoint accepts, so every model trained can be loaded again.
+    "hidden": ("int", 1, MAX_HIDDEN, False, False, False),
+    "layers": ("int", 1, MAX_LAYERS, False, False, False),
+    "dropout": ("float", 0, 1, False, True, False),
+    "lr": ("float", 0, _INF, True, False, False),
+    "weight_decay": ("float", 0, _INF, False, False, False),
+    "label_smoothing": ("float", 0, 1, False, True, False),
+    "clip": ("float", 0, _INF, False, False, False),
+    "batch_size": ("int", 1, _INF, False, False, False),
+    "min_steps_per_epoch": ("int", 1, _INF, False, False, False),
+    "epochs": ("int", 1, _INF, False, False, False),
+    "patience": ("int", 1, _INF, False, False, False),
+    "warmup": ("float", 0, 1, False, False, False),
+    "warmup_steps": ("int", 0, _INF, False, False, False),
+    "plateau_factor": ("float", 0, 1, True, True, False),
+    "plateau_patience": ("int", 0, _INF, False, False, False),
+    "min_lr": ("float", 0, _INF, False, False, False),
+    "max_train_per_class": ("int", 1, _INF, False, False, True),
+    "max_steps_per_epoch": ("int", 1, _INF, False, False, True),
+    "max_val_per_class": ("int", 1, _INF, False, False, True),
+    "scale_sample": ("int", 1, _INF, False, False, False),
+    "num_threads": ("int", 1, _INF, False, False, True),
+    "seed": ("int", 0, 2**32 - 1, False, False, False),
+}
+_POOLS = ("last", "mean", "last+mean")
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it, kept short (errors are one line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed(kind: str, lo: float, hi: float, lo_open: bool, hi_open: bool, optional: bool) -> str:
+    what = "an integer" if kind == "int" else "a finite number"
+    if lo > -_INF and hi < _INF:
+        top = f"{int(hi)}" if kind == "int" else f"{hi:g}"
+        rng = f" with {lo:g} {'<' if lo_open else '<='} value {'<' if hi_open else '<='} {top}"
+    elif lo > -_INF:
+        rng = f" {'>' if lo_open else '>='} {lo:g}"
+    else:
+        rng = ""
+    return what + rng + (" or null" if optional else "")
+
+
+def check_param(key: str, value: Any, where: str = "") -> Any:
+    """``value`` checked (and normalised: ``12.0`` -> ``12`` for ints, ``"1e-3"`` -> ``0.001`` for floats)
+    for the train param ``key``; raises :class:`ParamError` naming key, value and what is allowed."""
+    if key == "pool":
+        if value not in _POOLS:
+            raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected one of {', '.join(_POOLS)}")
+        return value
+    if key == "device":
+        return check_device(value, f"train.{key}", where)
+    return check_number(f"train.{key}", value, *_RULES[key], where=where)
+
+
+def check_number(
+    label: str, value: Any, kind: str = "int", lo: float = -_INF, hi: float = _INF, lo_open: bool = False,
+    hi_open: bool = False, optional: bool = False, *, where: str = "",
+) -> Any:
+    """``value`` as an int (``kind="int"``: no bools, no fractions) or a finite float in ``[lo, hi]`` (open
+    ends with ``lo_open``/``hi_open``; None allowed with ``optional``); numeric strings are parsed. Else
+    :class:`ParamError` ``invalid LABEL = VALUE (WHERE): expected ...``. The CLI's typed options use it too."""
+    allowed = _allowed(kind, lo, hi, lo_open, hi_open, optional)
+
+    def bad() -> ParamError:
+        return ParamError(f"invalid {label} = {_show(value)}{where}: expected {allowed}")
+
+    if value is None:
+        if optional:
+            return None
+        raise bad()
+    if isinstance(value, bool):  # YAML true/false: a bool is an int to Python, never to us
+        raise bad()
+    num: Any = value
+    if isinstance(value, str):
+        # PyYAML (YAML 1.1) reads 1e-3 and nan as strings; DVC (YAML 1.2) reads them as numbers: accept both.
+        text = value.strip()
+        try:
+            num = int(text) if kind == "int" and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise bad() from None
+    if not isinstance(num, (int, float)) or not math.isfinite(num):
+        raise bad()
+    if kind == "int":
+        if isinstance(num, float):
+            if not num.is_integer():
+                raise bad()
+            num = int(num)
+    else:
+        num = float(num)
+    if num < lo or num > hi or (lo_open and num == lo) or (hi_open and num == hi):
+        raise bad()
+    return num
+
+
+_DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device(value: Any, key: str = "device", where: str = "") -> str:
+    """``value`` if it names a device this machine has (``auto``, ``cpu``, ``cuda``, ``cuda:N`` with N below
+    the CUDA device count, ``mps``); else :class:`ParamError` naming key, value and what is allowed."""
+    head = f"invalid {key} = {_show(value)}{where}"
+    if not isinstance(value, str):
+        raise ParamError(f"{head}: expected {_DEVICES}")
+    name = value.strip().lower()
+    if name in ("auto", "cpu"):
+        return name
+    if name == "cuda" or name.startswith("cuda:"):
+        idx = name.partition(":")[2]
+        if name != "cuda" and not idx.isdigit():
+            raise ParamError(f"{head}: expected {_DEVICES}, N a device number")
+        if not torch.cuda.is_available():
+            raise ParamError(f"{head}: CUDA is not available on this machine; use auto or cpu")
+        count = torch.cuda.device_count()
+        if idx and int(idx) >= count:
+            raise ParamError(f"{head}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return name
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ParamError(f"{head}: MPS is not available on this machine; use auto or cpu")
+        return name
+    raise ParamError(f"{head}: expected {_DEVICES}")
+
+
 def load_params(path: str | os.PathLike[str] | None, overrides: Iterable[str] = ()) -> TrainParams:
     """TrainParams from a params.yaml (``train`` section + top-level ``seed``) and ``--set`` overrides.
 
     Overrides are ``key=value`` with ``key`` either ``train.<name>``, ``<name>`` or ``seed``; values are
-    parsed as YAML (``train.max_steps_per_epoch=null`` works).
+    parsed as YAML (``train.max_steps_per_epoch=null`` works). Every value is checked by type and range
+    (:func:`check_param`); a bad one raises :class:`ParamError` naming the key, the value, where it came
+    from and what is allowed. ``dvc repro`` goes through here too (its stage passes ``--params params.yaml``).
     """
     doc: dict[str, Any] = {}
+    where = "params"
     if path is not None:
         p = Path(path)
+        where = str(p)
         if not p.is_file():
             raise FileNotFoundError(f"params file not found: {p}")
-        doc = yaml.safe_load(p.read_text()) or {}
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ParamError(f"{p}: not valid YAML ({first})") from None
         if not isinstance(doc, dict):
-            raise ValueError(f"{p}: expected a YAML mapping at the top level")
-    section = dict(doc.get("train") or {})
+            raise ParamError(f"{p}: expected a YAML mapping at the top level")
+    raw_section = doc.get("train")
+    if raw_section is not None and not isinstance(raw_section, dict):
+        raise ParamError(f"{where}: train = {_show(raw_section)}: expected a mapping of train params")
+    section = dict(raw_section or {})
+    sources = {k: where for k in section}
     # The shared seed applies unless the train section pins its own.
     if "seed" in doc and "seed" not in section:
         section["seed"] = doc["seed"]
+        sources["seed"] = where
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key = key.strip()
-        key = key.removeprefix("train.")
-        section[key] = yaml.safe_load(raw)
-    return TrainParams.from_dict(section)
+            raise ParamError(f"--set expects key=value, got {_show(item)}")
+        key = key.strip().removeprefix("train.")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw  # e.g. --set device=cuda:0]: kept as text; check_param names it if it is wrong
+        section[key] = value
+        sources[key] = f"--set {item.strip()}"
+    return TrainParams.from_dict(section, sources)
+
+
+#: The smallest batch the automatic reduction goes down to (an explicit smaller batch_size is kept).
+MIN_AUTO_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What a run plans from the params and the size of its train split (:func:`plan_schedule`)."""
+
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    warmup_steps: int
+
+    @property
+    def planned_steps(self) -> int:
+        """Optimizer steps if no early stop."""
+        return self.steps_per_epoch * self.epochs
+
+
+def plan_schedule(n_train: int, p: TrainParams) -> Schedule:
+    """Batch size, steps per epoch and warm-up for ``n_train`` training sequences.
+
+    * batch: ``p.batch_size``, unless the split would then give fewer than ``p.min_steps_per_epoch`` batches:
+      then ``n_train // p.min_steps_per_epoch`` (not below ``MIN_AUTO_BATCH``, nor above ``p.batch_size``);
+    * warm-up: ``ceil(p.warmup * planned steps)``, at most ``p.warmup_steps``.
+
+    40,000 train drawings (animals10 at 5,000 a class) with the defaults: batch 256, 157 steps an epoch,
+    12 x 157 = 1,884 planned steps, warm-up min(300, 377) = 300 steps, as before these rules existed.
+    1,214 drawings: batch 30, 41 steps an epoch, warm-up ~0.2 of the run instead of never ending.
+    """
+    bs = p.batch_size
+    if n_train // bs < p.min_steps_per_epoch:
+        bs = min(p.batch_size, max(MIN_AUTO_BATCH, n_train // p.min_steps_per_epoch))
+    steps = max(1, -(-n_train // bs))
+    if p.max_steps_per_epoch is not None:
+        steps = min(steps, p.max_steps_per_epoch)
+    planned = steps * p.epochs
+    warmup = min(p.warmup_steps, math.ceil(p.warmup * planned - 1e-9))
+    return Schedule(batch_size=bs, steps_per_epoch=steps, epochs=p.epochs, warmup_steps=warmup)
 
 
 @dataclass
@@ -192,7 +399,8 @@ class TrainResult:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda, then mps, then cpu."""
+    """``auto`` -> cuda, then mps, then cpu; any other name is checked first (:func:`check_device`)."""
+    name = check_device(name)
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -377,6 +585,9 @@ def train_on(
     if len(val_idx) == 0:
         log.warning("no validation data: early stopping and best.pt follow the training loss")
     train_lengths = np.asarray(train_ds.lengths)[train_idx]
+    plan = plan_schedule(len(train_idx), p)
+    log.info("schedule: batch %d, %d steps an epoch, %d epochs at most, %d warm-up steps", plan.batch_size,
+             plan.steps_per_epoch, plan.epochs, plan.warmup_steps)
 
     # The cache records the train split's dx/dy std; estimating it here is the fallback for other sources.
     scale = float((cache_info or {}).get("norm_scale") or 0) or _estimate_xy_scale(
@@ -394,26 +605,28 @@ def train_on(
         opt, mode="min", factor=p.plateau_factor, patience=p.plateau_patience, min_lr=p.min_lr
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
-    ckpt_info = {"classes": classes, "cache": cache_info or {}, "params": p.to_dict()}
+    ckpt_info = {"classes": classes, "cache": cache_info or {}, "params": p.to_dict(),
+                 "schedule": dataclasses.asdict(plan)}
 
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_metrics, bad_epochs = math.inf, 0, {}, 0
     global_step, stopped_early, epoch = 0, False, 0
     with Live(dir=str(live_path), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         live.log_params({k: v for k, v in p.to_dict().items() if v is not None})
+        live.log_params({f"schedule.{k}": v for k, v in dataclasses.asdict(plan).items()})
         for epoch in range(1, p.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            batches = _bucket_batches(train_lengths, p.batch_size, shuffle=True, seed=p.seed, epoch=epoch)
+            batches = _bucket_batches(train_lengths, plan.batch_size, shuffle=True, seed=p.seed, epoch=epoch)
             if p.max_steps_per_epoch is not None:
                 batches = batches[: p.max_steps_per_epoch]
             if progress:
                 progress(ProgressEvent("epoch_start", epoch, p.epochs, 0, len(batches)))
             loss_sum, seen = 0.0, 0
             for step, pos in enumerate(batches, 1):
-                if global_step < p.warmup_steps:
+                if global_step < plan.warmup_steps:
                     for g in opt.param_groups:
-                        g["lr"] = p.lr * (global_step + 1) / p.warmup_steps
+                        g["lr"] = p.lr * (global_step + 1) / plan.warmup_steps
                 b = make_batch(train_ds, train_idx[pos])
                 y = b["labels"].to(device)
                 loss = criterion(model(b["x"].to(device), b["lengths"]), y)
@@ -429,11 +642,11 @@ def train_on(
                     progress(ProgressEvent("step", epoch, p.epochs, step, len(batches), float(loss.detach())))
 
             train_loss = loss_sum / max(seen, 1)
-            val = _validate(model, val_ds, val_idx, 2 * p.batch_size, device) if len(val_idx) else {}
+            val = _validate(model, val_ds, val_idx, 2 * plan.batch_size, device) if len(val_idx) else {}
             monitor = val.get("loss", train_loss)
             lr_now = opt.param_groups[0]["lr"]
             # Plateau decisions only make sense once warm-up has handed the lr back to the schedule.
-            if global_step >= p.warmup_steps:
+            if global_step >= plan.warmup_steps:
                 plateau.step(monitor)
             row = {"epoch": epoch, "train_loss": train_loss, "lr": lr_now,
                    "seconds": time.perf_counter() - t0, "train_seq_per_s": seen / max(time.perf_counter() - t0, 1e-9)}

@@ -1,0 +1,174 @@
+"""Train params are checked by type and range, through the real CLI: one line naming key, value and what is
+allowed, exit 2, no traceback (issue 11, item 4). Also the schedule planned from the size of the train split
+(item 5): batch size, steps per epoch and warm-up."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from quickdraw.cli.app import app
+from quickdraw.errors import QuickDrawError
+from quickdraw.pipeline import train as train_mod
+from quickdraw.pipeline.train import ParamError, TrainParams, check_param, load_params, plan_schedule
+
+REPO = Path(__file__).resolve().parents[2]
+
+# (--set item, key named in the message, value as shown, words of what is allowed)
+BAD_SETS = [
+    ("train.epochs=abc", "train.epochs", "'abc'", "an integer >= 1"),
+    ("train.lr=nan", "train.lr", "'nan'", "a finite number > 0"),
+    ("train.lr=.nan", "train.lr", "nan", "a finite number > 0"),
+    ("train.lr=inf", "train.lr", "'inf'", "a finite number > 0"),
+    ("train.lr=-.inf", "train.lr", "-inf", "a finite number > 0"),
+    ("train.lr=-1", "train.lr", "-1", "a finite number > 0"),
+    ("train.epochs=-1", "train.epochs", "-1", "an integer >= 1"),
+    ("train.epochs=true", "train.epochs", "True", "an integer >= 1"),
+    ("train.hidden=1.5", "train.hidden", "1.5", "an integer with 1 <= value <= 4096"),
+    ("train.dropout=1", "train.dropout", "1", "0 <= value < 1"),
+    ("train.dropout=abc", "train.dropout", "'abc'", "0 <= value < 1"),
+    ("train.warmup=1.5", "train.warmup", "1.5", "0 <= value <= 1"),
+    ("train.batch_size=0", "train.batch_size", "0", "an integer >= 1"),
+    ("train.max_steps_per_epoch=0", "train.max_steps_per_epoch", "0", "an integer >= 1 or null"),
+    ("train.pool=max", "train.pool", "'max'", "one of last, mean, last+mean"),
+    ("seed=-3", "train.seed", "-3", "0 <= value <= 4294967295"),
+    ("train.device=tpu", "train.device", "'tpu'", "auto, cpu, cuda, cuda:N or mps"),
+    ("train.device=cuda:x", "train.device", "'cuda:x'", "cuda:N"),
+]
+
+
+def _one_line_error(res: object) -> str:
+    out = res.output  # type: ignore[attr-defined]
+    assert res.exit_code == 2, out  # type: ignore[attr-defined]
+    assert "Traceback" not in out and "File \"" not in out, out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("error: "), out
+    return lines[0]
+
+
+@pytest.mark.parametrize(("item", "key", "shown", "allowed"), BAD_SETS)
+def test_cli_set_rejects_bad_values_in_one_line(item: str, key: str, shown: str, allowed: str) -> None:
+    res = CliRunner().invoke(app, ["train", "--cache", "none", "--set", item])
+    line = _one_line_error(res)
+    assert key in line and shown in line and allowed in line and f"--set {item}" in line, line
+
+
+def test_cli_params_file_values_are_checked_naming_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "params.yaml"
+    for body, key, shown, allowed in [
+        ("train:\n  epochs: abc\n", "train.epochs", "'abc'", "an integer >= 1"),
+        ("train:\n  lr: .nan\n", "train.lr", "nan", "a finite number > 0"),
+        ("train:\n  lr: .inf\n", "train.lr", "inf", "a finite number > 0"),
+        ("train:\n  patience: -1\n", "train.patience", "-1", "an integer >= 1"),
+        ("train:\n  epochs: true\n", "train.epochs", "True", "an integer >= 1"),
+        ("train:\n  epochs: 1.5\n", "train.epochs", "1.5", "an integer >= 1"),
+        ("seed: 1.5\ntrain: {}\n", "train.seed", "1.5", "an integer"),
+    ]:
+        f.write_text(body)
+        line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--params", str(f)]))
+        assert key in line and shown in line and allowed in line and str(f) in line, line
+
+
+def test_cli_unknown_key_names_the_closest(tmp_path: Path) -> None:
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--set", "train.epoch=3"]))
+    assert "unknown train param 'epoch'" in line and "did you mean 'epochs'" in line and "--set train.epoch=3" in line
+    f = tmp_path / "params.yaml"
+    f.write_text("train:\n  warmup_step: 30\n")
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--params", str(f)]))
+    assert "'warmup_step'" in line and "did you mean 'warmup_steps'" in line and str(f) in line
+    f.write_text("train: [1, 2]\n")
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--params", str(f)]))
+    assert "expected a mapping of train params" in line
+    f.write_text("train: {a: 1\n")
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--params", str(f)]))
+    assert "not valid YAML" in line and str(f) in line
+
+
+def test_cli_cuda_device_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--set", "train.device=cuda:7"]))
+    assert "train.device" in line and "'cuda:7'" in line and "CUDA is not available" in line
+    for cmd in (["evaluate", "--checkpoint", "x.pt"], ["predict", "--checkpoint", "x.pt", "-"]):
+        line = _one_line_error(CliRunner().invoke(app, [*cmd, "--device", "cuda:7"]))
+        assert "--device" in line and "'cuda:7'" in line and "CUDA is not available" in line
+
+
+def test_cli_cuda_device_number_beyond_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--set", "train.device=cuda:7"]))
+    assert "'cuda:7'" in line and "2 CUDA device(s), cuda:0 to cuda:1" in line
+    assert check_param("device", "cuda:1") == "cuda:1" and check_param("device", "cuda") == "cuda"
+
+
+def test_cli_evaluate_predict_options() -> None:
+    for cmd in (["evaluate", "--checkpoint", "x.pt"], ["predict", "--checkpoint", "x.pt", "-"]):
+        line = _one_line_error(CliRunner().invoke(app, [*cmd, "--device", "tpu"]))
+        assert "--device" in line and "'tpu'" in line and "auto, cpu, cuda, cuda:N or mps" in line
+    # numeric options: the same one-line error, naming option, value and what is allowed
+    for cmd, shown in [(["evaluate", "--batch-size", "abc"], "'abc'"), (["evaluate", "--batch-size", "0"], "'0'"),
+                       (["predict", "--top-k", "1.5", "-"], "'1.5'"), (["predict", "--top-k", "true", "-"], "'true'")]:
+        line = _one_line_error(CliRunner().invoke(app, [*cmd, "--checkpoint", "x.pt"]))
+        assert f"invalid {cmd[1]} = {shown}" in line and "expected an integer >= 1" in line, line
+
+
+def test_real_command_and_dvc_stage_path(tmp_path: Path) -> None:
+    """The console script as the DVC `train` stage calls it (`--params params.yaml`): stderr is one line."""
+    exe = REPO / ".venv" / "bin" / "quickdraw"
+    if not exe.exists():
+        pytest.skip("no .venv/bin/quickdraw")
+    f = tmp_path / "params.yaml"
+    f.write_text("seed: 0\ntrain:\n  lr: .nan\n  epochs: 3\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([str(exe), "train", "--cache", "none", "--out", str(tmp_path / "m"), "--params", str(f),
+                        "--live-dir", str(tmp_path / "live"), "--quiet"],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "train.lr = nan" in p.stderr and "finite number > 0" in p.stderr and str(f) in p.stderr
+    assert not (tmp_path / "m").exists()  # nothing written before the params are known to be good
+
+
+def test_good_values_are_normalised() -> None:
+    p = load_params(None, ["lr=1e-3", "epochs=12.0", "warmup=0", "max_steps_per_epoch=null", "device=CPU"])
+    assert p.lr == 0.001 and isinstance(p.lr, float) and p.epochs == 12 and isinstance(p.epochs, int)
+    assert p.warmup == 0.0 and p.max_steps_per_epoch is None and p.device == "cpu"
+    assert load_params(None) == TrainParams()
+    with pytest.raises(ParamError, match=r"train\.lr = nan"):
+        TrainParams(lr=math.nan).validate()
+    assert issubclass(ParamError, QuickDrawError) and issubclass(ParamError, ValueError)
+
+
+# ------------------------------------------------------------------------------------- the schedule
+
+
+def test_schedule_unchanged_for_the_default_animals10_run() -> None:
+    """5,000 drawings a class x 10 classes, 80% train: the plan of the run before these rules existed."""
+    p = load_params(REPO / "params.yaml")
+    s = plan_schedule(40_000, p)
+    assert (s.batch_size, s.steps_per_epoch, s.epochs, s.warmup_steps) == (256, 157, p.epochs, 300)
+    assert p.batch_size == 256 and p.epochs == 12 and p.warmup_steps == 300
+
+
+def test_schedule_on_small_data_leaves_warmup() -> None:
+    p = load_params(REPO / "params.yaml")
+    s = plan_schedule(1214, p)  # the shared sample's 10 largest classes
+    assert s.batch_size == 1214 // p.min_steps_per_epoch and s.steps_per_epoch >= p.min_steps_per_epoch
+    assert 0 < s.warmup_steps <= math.ceil(p.warmup * s.planned_steps) < s.planned_steps
+    # tiny splits: the batch does not go below MIN_AUTO_BATCH, and an explicit smaller batch is kept
+    assert plan_schedule(100, p).batch_size == train_mod.MIN_AUTO_BATCH
+    assert plan_schedule(100, TrainParams(batch_size=4)).batch_size == 4
+    # warm-up: a fraction of the planned steps, capped by warmup_steps; 0 disables it
+    assert plan_schedule(10_000, TrainParams(batch_size=100, epochs=10, warmup=0.1, warmup_steps=1000)).warmup_steps == 100
+    assert plan_schedule(10_000, TrainParams(batch_size=100, epochs=10, warmup=0.1, warmup_steps=30)).warmup_steps == 30
+    assert plan_schedule(10_000, TrainParams(warmup=0)).warmup_steps == 0
+    # max_steps_per_epoch caps the steps the warm-up fraction is taken of
+    s = plan_schedule(10_000, TrainParams(batch_size=10, epochs=2, max_steps_per_epoch=5, warmup=0.5))
+    assert (s.steps_per_epoch, s.warmup_steps) == (5, 5)
