@@ -99,20 +99,24 @@ def fetch(
 def _print_summary(result: FetchResult, out: Path) -> None:
     """The per-class table, narrow enough for 80 columns: long class names wrap, and the per-reason reject
     counts go on lines of their own below it."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"fetched into {escape(str(out))}", title_justify="left", pad_edge=False)
-    table.add_column("class", overflow="fold", ratio=1, min_width=8)
+    # At 80 columns: no vertical rules, no "read" column (it is accepted + filtered + rejected; --json has it),
+    # short status words, so that a class name of up to ~25 characters stays on one line.
+    table = Table(title=f"fetched into {escape(str(out))}", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, collapse_padding=True)
+    table.add_column("class", overflow="fold")
     table.add_column("status", no_wrap=True)
-    for col in ("accepted", "read", "filtered", "rejected", "MB", "s"):
+    for col in ("accepted", "filtered", "rejected", "MB", "s"):
         table.add_column(col, justify="right", no_wrap=True)
+    shown = {"failed": "[red]failed[/]", "not_attempted": "not tried"}
     for c in result.classes:
         table.add_row(
             escape(c.word),
-            c.status if c.status != "failed" else "[red]failed[/]",
+            shown.get(c.status, c.status),
             f"{c.accepted:,}",
-            f"{c.read:,}",
             f"{sum(c.filtered.values()):,}",
             f"{sum(c.rejected.values()):,}",
             f"{c.bytes_read / 1e6:.2f}",
