@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -177,3 +178,47 @@ def test_prepare_refuses_a_folder_it_did_not_create(tmp_path: Path, source: Path
     with output_lock(good, "prepare"):
         code, msg = cli("prepare", "--in", str(raw), "--out", str(good))
     assert code == 2 and "another quickdraw prepare is writing" in msg
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda s: {**s, "parts": [{"file": "../../victim/keep.txt", "rows": 1, "size": 1}]},
+    lambda s: {**s, "parts": [{"file": "/etc/hostname", "rows": 1, "size": 1}]},
+    lambda s: {**s, "offset": "12"},
+    lambda s: {**s, "line": -3},
+    lambda s: {**s, "rejected": {"bad_json": "many"}},
+    lambda s: [s],
+], ids=["dotdot-part", "absolute-part", "string-offset", "negative-line", "bad-counts", "not-an-object"])
+def test_a_mangled_resume_state_is_discarded_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           mangle: Any) -> None:
+    """The state file is data: its part names are never opened or deleted outside the class folder, and a
+    state with wrong types means a refetch (same result as a clean run), not a traceback."""
+    import quickdraw.pipeline.fetch as fetch_mod
+    from tests.integration.test_fetch import synthetic_ndjson
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(synthetic_ndjson(1200))
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=32 << 10)
+    fetch("cat", tmp_path / "clean", opts)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("k")
+    real = fetch_mod._write_part
+
+    def kill_at_part_2(path: Path, *a: Any, **k: Any) -> None:
+        if path.name == "part-00002.parquet":
+            raise KeyboardInterrupt("simulated kill")
+        real(path, *a, **k)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(fetch_mod, "_write_part", kill_at_part_2)
+    with pytest.raises(KeyboardInterrupt):
+        fetch("cat", out, opts)
+    monkeypatch.setattr(fetch_mod, "_write_part", real)
+    state_path = out / "cat" / ".fetch-state.json"
+    state_path.write_text(json.dumps(mangle(json.loads(state_path.read_text()))))
+    res = fetch("cat", out, opts).classes[0]
+    assert res.status == "fetched"  # started over
+    assert (victim / "keep.txt").read_text() == "k"
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "clean" / "cat").iterdir()}
+    assert {p.name: p.read_bytes() for p in (out / "cat").iterdir()} == clean

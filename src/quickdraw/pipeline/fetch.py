@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -32,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quickdraw._io import sha256_file, write_json_atomic
+from quickdraw._safety import contained
 from quickdraw._ownership import claim_output, output_lock, owned_subdir, remove_owned
 from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
 from quickdraw.errors import BadRecordError, FetchStopped, QuickDrawError, SourceError
@@ -60,6 +62,7 @@ MIN_CHUNK = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 MIN_SPLIT_ROWS = 5_000  # the last part is split in two halves when each would have at least this many rows
 BYTES_PER_DRAWING = 700  # a little above the ~500 B average, so one chunk usually covers what is still needed
+_PART_NAME = re.compile(r"part-[0-9]{5,}\.parquet")
 # The only files fetch ever removes from a class folder: the ones it writes (quickdraw._ownership).
 OWN_FILES = ("part-*.parquet", "part-*.parquet.incomplete", "*.incomplete", MANIFEST, STATE, QUARANTINE)
 
@@ -325,14 +328,12 @@ def fetch_class(
     state_path = cdir / STATE
     if state_path.exists():
         try:
-            state = json.loads(state_path.read_text())
+            state = json.loads(state_path.read_bytes()[: 64 << 20]) if state_path.is_file() else None
         except ValueError:
             state = None
-        if state is not None and state.get("identity") != identity:
+        if not _state_well_formed(state) or state.get("identity") != identity:  # type: ignore[union-attr]
             state = None
-        if state is not None and not all(
-            (cdir / p["file"]).is_file() and (cdir / p["file"]).stat().st_size == p.get("size", -1) for p in state["parts"]
-        ):
+        if state is not None and not _state_parts_ok(cdir, state):
             # A part the last checkpoint names is gone or changed (a rename lost in a power cut, a hand edit):
             # its recorded hash cannot be trusted, so start over rather than write a wrong manifest.
             log.warning("%s: a part named in %s is missing or changed; fetching the class again", word, STATE)
@@ -727,5 +728,42 @@ def _is_fetch_output(root: Path) -> bool:
         if MANIFEST not in names and STATE not in names:
             return False
         if not all(any(fnmatch.fnmatchcase(n, pat) for pat in OWN_FILES) for n in names):
+            return False
+    return True
+
+
+_STATE_INTS = ("offset", "line", "accepted", "read", "quarantine_bytes")
+
+
+def _state_well_formed(state: Any) -> bool:
+    """A resume state is data a crash (or a hand) may have mangled: the fields resume reads must have the
+    types and signs fetch writes, or it is discarded (a refetch) rather than crash or resume wrongly."""
+    if not isinstance(state, dict):
+        return False
+    if not all(type(state.get(k)) is int and state[k] >= 0 for k in _STATE_INTS) or state["line"] < 1:
+        return False
+    for k in ("filtered", "rejected"):
+        d = state.get(k)
+        if not isinstance(d, dict) or not all(isinstance(r, str) and type(n) is int and n >= 0 for r, n in d.items()):
+            return False
+    return isinstance(state.get("parts"), list) and isinstance(state.get("stopped", False), bool)
+
+
+def _state_parts_ok(cdir: Path, state: Any) -> bool:
+    """Whether a resume state's parts are all still there as written: each a ``part-NNNNN.parquet`` name (a
+    state file is data: '../x' or '/etc/passwd' must never be opened, hashed or deleted), a regular file
+    inside the class folder, of the recorded size. Anything else means the state is discarded."""
+    parts = state.get("parts") if isinstance(state, dict) else None
+    if not isinstance(parts, list):
+        return False
+    for p in parts:
+        name = p.get("file") if isinstance(p, dict) else None
+        if not isinstance(name, str) or not _PART_NAME.fullmatch(name):
+            return False
+        try:
+            st = contained(cdir, name, f"{cdir / STATE}: part entry")
+        except QuickDrawError:
+            return False
+        if st.stat().st_size != p.get("size", -1):
             return False
     return True

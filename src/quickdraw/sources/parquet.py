@@ -13,7 +13,8 @@ from typing import Any
 
 import pyarrow.dataset as pads
 
-from quickdraw.errors import FetchSchemaError
+from quickdraw._safety import contained
+from quickdraw.errors import FetchSchemaError, UnsafePathError
 from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 
 __all__ = ["MANIFEST", "check_schema_version", "class_parts", "fetched_classes", "read_class_manifest", "scan_fetched"]
@@ -67,9 +68,14 @@ def class_parts(directory: str | Path, word: str) -> list[Path]:
     manifest = read_class_manifest(directory, word)
     base = Path(directory) / word
     listed = manifest.get("parts")
+    what = f"{base / '_manifest.json'}: part entry"
+    # Every part is contained (quickdraw._safety): an entry such as '../victim.parquet', an absolute path, a
+    # symlink out of the class folder or a FIFO is refused, naming the manifest, before anything is opened.
     if listed:
-        return [base / p["file"] for p in listed]
-    return sorted(base.glob("part-*.parquet"))
+        if not isinstance(listed, list):
+            raise UnsafePathError(f"{what.rsplit(':', 1)[0]}: 'parts' is a {type(listed).__name__}, expected a list")
+        return [contained(base, p.get("file") if isinstance(p, dict) else p, what) for p in listed]
+    return [contained(base, p.name, what) for p in sorted(base.glob("part-*.parquet"))]
 
 
 def scan_fetched(directory: str | Path, classes: Sequence[str] | None = None) -> pads.Dataset:
