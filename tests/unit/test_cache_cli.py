@@ -25,6 +25,11 @@ def _json(args: list[str]) -> dict:
     return json.loads(res.stdout)
 
 
+def _flat(text: str) -> str:
+    """``text`` without any whitespace: line breaks a terminal width puts into a long path do not matter."""
+    return "".join(text.split())
+
+
 def test_help_has_examples() -> None:
     for cmd in ("build", "ls", "info", "verify", "gc"):
         res = runner.invoke(app, ["cache", cmd, "--help"])
@@ -45,8 +50,15 @@ def test_build_ls_info_verify_gc(strokes: Path, tmp_path: Path) -> None:
 
     steps = Path(built["path"]) / "stroke5" / "train" / "steps.npy"
     steps.write_bytes(steps.read_bytes()[:-2])
+    # The machine-readable report names the bad file exactly ...
+    res = runner.invoke(app, ["cache", "verify", built["path"], "--json"])
+    assert res.exit_code == 1
+    assert "stroke5/train/steps.npy" in [p["file"] for p in json.loads(res.stdout)["problems"]]
+    # ... and so does the human one. rich may break a long temp path over lines at 80 columns, so compare
+    # with all whitespace removed (the path itself has none).
     res = runner.invoke(app, ["cache", "verify", built["path"]])
-    assert res.exit_code == 1 and "stroke5/train/steps.npy" in res.output
+    assert res.exit_code == 1 and "stroke5/train/steps.npy" in _flat(res.output)
+    assert f"{built['path']}/stroke5/train/steps.npy" in _flat(res.output)
 
     other = write_synthetic_strokes(tmp_path / "other", ("cat", "dog"), 4, seed=6)
     second = _json(["cache", "build", "--in", str(other), "--name", "animals10", "--root", root, "--json"])
@@ -59,7 +71,7 @@ def test_errors_are_friendly(tmp_path: Path) -> None:
     res = runner.invoke(app, ["cache", "info", "nope", "--root", str(tmp_path)])
     assert res.exit_code == 2 and "no cached dataset 'nope'" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["cache", "build", "--in", str(tmp_path / "missing"), "--name", "x", "--root", str(tmp_path)])
-    assert res.exit_code == 2 and "missing" in res.output
+    assert res.exit_code == 2 and "missing" in _flat(res.output)
 
 
 @pytest.mark.parametrize("drop", ["files", "formats"])

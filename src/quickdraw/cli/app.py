@@ -2,12 +2,15 @@
 
 Each command lives in its own module under ``quickdraw.cli`` and only parses options, calls one library
 function and renders the result (rich tables, or one JSON document with ``--json``).
+
+Start-up cost matters here (``quickdraw --help`` is run far more often than any stage): Typer needs every
+command's signature to build the app, so the command modules are imported, but each of them imports its
+library function (numpy, pyarrow, numba, torch, matplotlib ...) inside the command body, never at module
+level. ``tests/unit/test_startup.py`` holds every command module to that; ``benchmarks/bench_startup.py``
+measures it.
 """
 
 from __future__ import annotations
-
-import logging
-import os
 
 import typer
 
@@ -21,6 +24,7 @@ from quickdraw.cli import prepare as prepare_cmd
 from quickdraw.cli import show as show_cmd
 from quickdraw.cli import stats as stats_cmd
 from quickdraw.cli import train as train_cmd
+from quickdraw.cli._common import configure_logging
 
 app = typer.Typer(
     name="quickdraw",
@@ -32,6 +36,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="Log quickdraw (DEBUG) and its libraries (INFO: gcsfs, fsspec, aiohttp, ...) to stderr, and show "
+             "the traceback behind an error. Without it libraries log errors only. QUICKDRAW_LOG=LEVEL sets "
+             "quickdraw's own level either way.",
+    ),
+) -> None:
+    # No docstring: Typer would show it instead of the app's help above.
+    configure_logging(verbose)
+
 
 app.command("classes")(classes_cmd.classes)
 app.command("fetch")(fetch_cmd.fetch)
@@ -47,7 +65,9 @@ app.add_typer(export_cmd.app, name="export")
 
 def main() -> None:
     """Console-script entry point."""
-    logging.basicConfig(level=os.environ.get("QUICKDRAW_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    # Configured here too (not only in the callback) so that a failure while Typer parses the command line
+    # is logged the same way; the callback then refines it once --verbose is known.
+    configure_logging(False)
     app()
 
 

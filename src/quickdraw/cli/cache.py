@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from quickdraw.cli._common import console, friendly_errors, out_console, print_json
+from quickdraw.cli._common import console, friendly_errors, lit, out_console, print_json, table
 
 app = typer.Typer(
     help=(
@@ -58,9 +57,9 @@ def build(
         print_json(summary)
         return
     console.print(
-        f"[bold green]cached[/] {summary['name']}/{summary['version']} "
-        f"({_human(summary['size_bytes'])}) at {summary['path']}",
-        highlight=False,
+        f"[bold green]cached[/] {lit(summary['name'])}/{summary['version']} "
+        f"({_human(summary['size_bytes'])}) at {lit(summary['path'])}",
+        highlight=False, soft_wrap=True,
     )
 
 
@@ -97,21 +96,27 @@ def ls(
         return
     where = " or ".join(str(p) for p in roots)
     if not rows:
-        console.print(f"no cached datasets under {where}", highlight=False)
+        console.print(f"no cached datasets under {where}", highlight=False, soft_wrap=True)
         return
-    table = Table(title=f"cache at {where}")
-    for col in ("name", "version", "formats", "sequences", "size"):
-        table.add_column(col, justify="right" if col in ("sequences", "size") else "left")
+    # The root goes on its own line (soft-wrapped, never cut): a long temp or home path would otherwise
+    # wrap inside the table title at 80 columns.
+    out_console.print(f"cache at {lit(where)}", highlight=False, soft_wrap=True)
+    t = table()
+    t.add_column("name", overflow="fold", ratio=1, min_width=8)
+    t.add_column("version", no_wrap=True)
+    t.add_column("formats", overflow="fold")
+    for col in ("sequences", "size"):
+        t.add_column(col, justify="right", no_wrap=True)
     for d in datasets:
         seqs = d["sequences"]
-        table.add_row(
-            d["name"],
+        t.add_row(
+            lit(d["name"]),
             ("* " if d["latest"] else "  ") + d["version"],
-            ",".join(d["formats"]),
-            str(max(seqs.values()) if seqs else 0),
+            lit(", ".join(d["formats"])),  # ", " so that the cell can wrap between formats
+            f"{max(seqs.values()) if seqs else 0:,}",
             _human(d["size_bytes"]),
         )
-    out_console.print(table)
+    out_console.print(t)
 
 
 @app.command("info")
@@ -134,20 +139,23 @@ def info(
         print_json(s)
         return
     out_console.print(
-        f"[bold]{s['name']}[/] {s['version']}{' (latest)' if s['latest'] else ''}  {s['path']}", highlight=False
+        f"[bold]{lit(s['name'])}[/] {lit(s['version'])}{' (latest)' if s['latest'] else ''}  {lit(s['path'])}",
+        highlight=False, soft_wrap=True,
     )
     out_console.print(
-        f"{len(s['classes'])} classes: {', '.join(s['classes'])}\n"
-        f"size {_human(s['size_bytes'])}, created by quickdraw {s['created_by']['version']}",
+        f"{len(s['classes'])} classes: {lit(', '.join(s['classes']))}\n"
+        f"size {_human(s['size_bytes'])}, created by quickdraw {lit(s['created_by']['version'])}",
         highlight=False,
     )
-    table = Table()
-    for col in ("format", "split", "sequences", "steps", "max length"):
-        table.add_column(col, justify="left" if col in ("format", "split") else "right")
+    t = table()
+    for col in ("format", "split"):
+        t.add_column(col, no_wrap=True)
+    for col in ("sequences", "steps", "max length"):
+        t.add_column(col, justify="right", no_wrap=True)
     for fmt, splits in s["formats"].items():
         for split, c in splits.items():
-            table.add_row(fmt, split, str(c["n"]), str(c["steps"]), str(c["max_length"]))
-    out_console.print(table)
+            t.add_row(lit(fmt), lit(split), f"{c['n']:,}", f"{c['steps']:,}", str(c["max_length"]))
+    out_console.print(t)
 
 
 @app.command("verify")
@@ -169,11 +177,12 @@ def verify(
         print_json(report.to_dict())
     else:
         for p in report.problems:
-            console.print(f"[bold red]bad:[/] {report.path / p.file}: {p.reason} {p.detail}", highlight=False)
+            console.print(f"[bold red]bad:[/] {lit(report.path / p.file)}: {lit(p.reason)} {lit(p.detail)}",
+                          highlight=False, soft_wrap=True)
         status = "[bold green]ok[/]" if report.ok else f"[bold red]{len(report.problems)} bad file(s)[/]"
         console.print(
-            f"{status}: {report.name}/{report.version}, {report.checked} files, {_human(report.bytes)}",
-            highlight=False,
+            f"{status}: {lit(report.name)}/{lit(report.version)}, {report.checked} files, {_human(report.bytes)}",
+            highlight=False, soft_wrap=True,
         )
     if not report.ok:
         raise typer.Exit(1)
@@ -200,5 +209,5 @@ def gc(
         return
     verb = "would remove" if dry_run else "removed"
     for p in report.removed:
-        console.print(f"{verb} {p}", highlight=False)
+        console.print(f"{verb} {lit(p)}", highlight=False, soft_wrap=True)
     console.print(f"{verb} {len(report.removed)}, kept {len(report.kept)}, freed {_human(report.freed_bytes)}")

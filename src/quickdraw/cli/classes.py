@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from quickdraw.classes import PRESETS, all_classes, resolve_classes
-from quickdraw.cli._common import friendly_errors, out_console, print_json
+from quickdraw.cli._common import friendly_errors, lit, out_console, print_json, table
 
 
 def classes(
@@ -24,17 +23,17 @@ def classes(
                 print_json(names)
             else:
                 for n in names:
-                    out_console.print(n, highlight=False)
+                    out_console.print(n, highlight=False, markup=False, soft_wrap=True)
             return
     if as_json:
         print_json({"presets": {k: list(v) for k, v in PRESETS.items()}, "classes": list(all_classes())})
         return
-    table = Table(title="presets")
-    table.add_column("preset")
-    table.add_column("n", justify="right")
-    table.add_column("classes")
-    table.add_row("all", str(len(all_classes())), "every category")
+    t = table("presets")
+    t.add_column("preset", no_wrap=True)
+    t.add_column("n", justify="right", no_wrap=True)
+    t.add_column("classes", ratio=1)  # wraps at the ", " between names, so a name is never cut
+    t.add_row("all", str(len(all_classes())), "every category")
     for name, members in PRESETS.items():
-        table.add_row(name, str(len(members)), ", ".join(members))
-    out_console.print(table)
-    out_console.print(f"[bold]{len(all_classes())} categories:[/] " + ", ".join(all_classes()), highlight=False)
+        t.add_row(lit(name), str(len(members)), lit(", ".join(members)))
+    out_console.print(t)
+    out_console.print(f"[bold]{len(all_classes())} categories:[/] " + lit(", ".join(all_classes())), highlight=False)

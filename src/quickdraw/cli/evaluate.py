@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from quickdraw.cli._common import friendly_errors, out_console, print_json
+from quickdraw.cli._common import friendly_errors, lit, out_console, print_json, table
 
 
 def evaluate(
@@ -35,14 +34,14 @@ def evaluate(
     if as_json:
         print_json(doc)
         return
-    table = Table(title=f"{split}: {doc['n']} sequences")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    t = table(f"{lit(split)}: {doc['n']:,} sequences")
+    t.add_column("metric", no_wrap=True)
+    t.add_column("value", justify="right", overflow="fold")
     for key in ("top1", "top3", "ece"):
-        table.add_row(key, f"{doc[key]:.4f}")
+        t.add_row(key, f"{doc[key]:.4f}")
     per = sorted((v, k) for k, v in doc["per_class"].items() if v is not None)
     if per:
-        table.add_row("worst class", f"{per[0][1]} {per[0][0]:.3f}")
-        table.add_row("best class", f"{per[-1][1]} {per[-1][0]:.3f}")
-    out_console.print(table)
-    out_console.print(f"wrote {out / 'metrics.json'} and {out / 'plots'}/", highlight=False)
+        t.add_row("worst class", f"{lit(per[0][1])} {per[0][0]:.3f}")
+        t.add_row("best class", f"{lit(per[-1][1])} {per[-1][0]:.3f}")
+    out_console.print(t)
+    out_console.print(f"wrote {lit(out / 'metrics.json')} and {lit(out / 'plots')}/", highlight=False, soft_wrap=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from quickdraw.cli._common import console, friendly_errors, print_json
+from quickdraw.cli._common import console, friendly_errors, lit, print_json
 from quickdraw.cli.show import _class_list
 
 app = typer.Typer(
@@ -37,5 +37,5 @@ def sketchrnn(
         print_json(doc)
         return
     c = doc["counts"]
-    console.print(f"wrote {doc['out']} from {doc['cache']}/{doc['version']}: train {c['train']}, "
-                  f"valid {c['valid']}, test {c['test']}", highlight=False)
+    console.print(f"wrote {lit(doc['out'])} from {lit(doc['cache'])}/{lit(doc['version'])}: train {c['train']}, "
+                  f"valid {c['valid']}, test {c['test']}", highlight=False, soft_wrap=True)

@@ -6,10 +6,8 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from quickdraw.cli._common import friendly_errors, out_console, print_json
+from quickdraw.cli._common import friendly_errors, lit, out_console, print_json, table
 
 
 def predict(
@@ -46,16 +44,17 @@ def predict(
     if as_json:
         print_json([p.to_dict() for p in preds])
         return
-    table = Table()
-    table.add_column("line", justify="right")
-    table.add_column("word")
+    t = table()
+    t.add_column("line", justify="right", no_wrap=True)
+    # Class names wrap (at spaces, else folded) so that --top-k 3 with long names still fits 80 columns.
+    t.add_column("word", overflow="fold")
     for i in range(min(top_k, len(info["classes"]))):
-        table.add_column(f"#{i + 1}")
+        t.add_column(f"#{i + 1}", overflow="fold")
     for p in preds:
-        word = str(p.record.get("word", ""))
+        word = lit(p.record.get("word", ""))
         if p.skipped is not None:
             # Dropped by the training length rules: say so in the row instead of leaving it blank.
-            table.add_row(str(p.line), word, f"[yellow]not classified: {escape(p.skipped)}[/]")
+            t.add_row(str(p.line), word, f"[yellow]not classified: {lit(p.skipped)}[/]")
             continue
-        table.add_row(str(p.line), word, *[f"{c} {prob:.3f}" for c, prob in p.top])
-    out_console.print(table)
+        t.add_row(str(p.line), word, *[f"{lit(c)} {prob:.3f}" for c, prob in p.top])
+    out_console.print(t)

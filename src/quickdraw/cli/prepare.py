@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from quickdraw.cli._common import console, friendly_errors, out_console, print_json
+from quickdraw.cli._common import console, friendly_errors, lit, out_console, print_json, table
 
 
 def _parse_fractions(text: str) -> tuple[float, float, float]:
@@ -39,6 +37,8 @@ def prepare(
 
     Example: quickdraw prepare --in data/raw --out data/strokes --max-len 250 --on-long truncate --fractions 0.8,0.1,0.1
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from quickdraw.pipeline.prepare import prepare as run_prepare
 
     fr = _parse_fractions(fractions)
@@ -78,17 +78,19 @@ def prepare(
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(title=f"prepare -> {result.out_dir}")
-    for col in ("class", "read", "dupes", "too short", "too long", "truncated", "train", "val", "test"):
-        table.add_column(col, justify="left" if col == "class" else "right")
+    # Headers wrap onto two lines and only the class column folds: nine columns fit 80 with 6-digit counts.
+    t = table(f"prepare -> {lit(result.out_dir)}")
+    t.add_column("class", overflow="fold", ratio=1, min_width=8)
+    for col in ("read", "dupes", "too\nshort", "too long\n(dropped)", "trunc-\nated", "train", "val", "test"):
+        t.add_column(col, justify="right", no_wrap=True)
     for word, c in result.per_class.items():
-        table.add_row(word, *(str(c[k]) for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "train", "val", "test")))
-    table.add_row(
+        t.add_row(lit(word), *(str(c[k]) for k in ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "train", "val", "test")))
+    t.add_row(
         "[bold]total[/]",
         *(str(v) for v in (result.read, result.duplicates, result.too_short, result.too_long_dropped, result.truncated)),
         *(str(result.split_counts[s]) for s in ("train", "val", "test")),
     )
-    out_console.print(table)
+    out_console.print(t)
     if result.scale is not None:
         out_console.print(f"scale (train std of dx, dy): {result.scale:.4f}", highlight=False)
     out_console.print(f"input fingerprint {result.input_fingerprint}", highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from quickdraw.cli._common import console, friendly_errors, print_json
+from quickdraw.cli._common import console, friendly_errors, lit, print_json
 
 
 def _class_list(spec: str | None) -> list[str] | None:
@@ -46,5 +46,5 @@ def show(
         return
     for key in ("out", "animation"):
         if doc[key]:
-            console.print(f"wrote {doc[key]}", highlight=False)
-    console.print(f"{doc['kind']}: " + ", ".join(f"{w} {k}" for w, k in doc["drawings"].items()), highlight=False)
+            console.print(f"wrote {lit(doc[key])}", highlight=False, soft_wrap=True)
+    console.print(f"{doc['kind']}: " + ", ".join(f"{lit(w)} {k}" for w, k in doc["drawings"].items()), highlight=False)

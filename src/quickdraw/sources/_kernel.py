@@ -32,6 +32,36 @@ _FALSE = np.frombuffer(b"false", np.uint8)
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def _arr(dtype: object, readonly: bool = False) -> object:
+    return numba.types.Array(dtype, 1, "C", readonly=readonly)
+
+
+# The one signature :func:`scan_lines` is compiled for, eagerly (at import) and cached on disk (``cache=True``:
+# next to this file in __pycache__, or in NUMBA_CACHE_DIR / the user cache dir when that is not writable).
+# Why explicit: with lazy compilation every new combination of argument types is another 4-5 CPU-s compile,
+# and callers differ in one flag only: fetch passes a view of its reused ``bytearray`` (a writable array),
+# tests and benchmarks pass ``bytes`` (read-only). Declaring ``buf`` (and ``word``) read-only makes both
+# match this one signature (numba converts a writable array to a read-only one for free), so whatever
+# process compiles first, every later one loads the same cache entry.
+_SCAN_LINES_SIG = (
+    _arr(numba.types.uint8, readonly=True),  # buf
+    _arr(numba.types.int64),  # starts
+    _arr(numba.types.int64),  # ends
+    _arr(numba.types.uint8, readonly=True),  # word
+    _arr(numba.types.uint8),  # xs
+    _arr(numba.types.uint8),  # ys
+    _arr(numba.types.int32),  # stroke_pts
+    _arr(numba.types.uint64),  # key_id
+    _arr(numba.types.int64),  # ts
+    _arr(numba.types.boolean),  # rec
+    _arr(numba.types.int64),  # cc_start
+    _arr(numba.types.int64),  # cc_end
+    _arr(numba.types.int32),  # n_strokes
+    _arr(numba.types.int64),  # n_points
+    _arr(numba.types.boolean),  # refused
+)
+
+
 @numba.njit(cache=True, nogil=True)
 def _lit(buf, pos, end, lit):  # type: ignore[no-untyped-def]
     n = lit.shape[0]
@@ -252,7 +282,7 @@ def _scan_one(buf, pos, end, i, word, xs, ys, stroke_pts, s_cursor, p_cursor, ke
     return 0, ns, npts
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit([_SCAN_LINES_SIG], cache=True, nogil=True)
 def scan_lines(buf, starts, ends, word, xs, ys, stroke_pts, key_id, ts, rec, cc_start, cc_end, n_strokes, n_points, refused):  # type: ignore[no-untyped-def]
     """Scan lines ``buf[starts[i]:ends[i]]`` into the output arrays; ``refused[i]`` is set for each line that
     does not have the exact expected shape (its outputs are left unset). Returns ``(n_strokes, n_points)``."""

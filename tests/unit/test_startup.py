@@ -1,0 +1,92 @@
+"""Instant start: the light commands never import the heavy libraries (issue 11, item 6).
+
+Each check runs in a fresh interpreter (``sys.modules`` of this pytest process is full of everything) and
+lists which heavy top-level packages the command left in ``sys.modules``. A test of imports, not of time:
+``benchmarks/bench_startup.py`` measures the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quickdraw.cache.synthetic import write_synthetic_strokes
+
+# numba, torch and matplotlib cost 0.3-2 s each to import; no listing command may pay for them.
+NEVER = {"numba", "torch", "matplotlib"}
+# --help and `classes` touch no data at all, so not even the data libraries.
+DATA = {"numpy", "pyarrow", "polars", "fsspec", "gcsfs"}
+
+# Runs the CLI in-process with the given argv, then prints the heavy packages that got imported. SystemExit
+# is what Typer ends every command with; the exit code travels back in the JSON.
+_PROBE = r"""
+import json, sys
+heavy = set(json.loads(sys.argv[1]))
+sys.argv = ["quickdraw", *json.loads(sys.argv[2])]
+from quickdraw.cli.app import main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code or 0
+loaded = sorted({m.split(".")[0] for m in sys.modules} & heavy)
+sys.stdout.flush()
+print("\nPROBE " + json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def _probe(argv: list[str], heavy: set[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    full_env = {**os.environ, "COLUMNS": "80", **(env or {})}
+    p = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(sorted(heavy)), json.dumps(argv)],
+                       capture_output=True, text=True, env=full_env, timeout=120, check=False)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("PROBE ")]
+    assert lines, f"probe failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+    return dict(json.loads(lines[-1][len("PROBE "):]))
+
+
+def test_importing_the_app_is_light() -> None:
+    code = ("import quickdraw.cli.app, sys, json; "
+            f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(NEVER | DATA)!r}))))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(p.stdout) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["classes"], ["classes", "animals10"], ["classes", "--json"],
+                                  ["cache", "--help"], ["stats", "--help"], ["fetch", "--help"]])
+def test_help_and_classes_import_no_heavy_library(argv: list[str]) -> None:
+    r = _probe(argv, NEVER | DATA)
+    assert r["code"] == 0 and r["loaded"] == [], r
+
+
+def test_cache_ls_and_stats_import_no_numba_torch_matplotlib(tmp_path: Path) -> None:
+    strokes = write_synthetic_strokes(tmp_path / "strokes", ("cat", "dog"), 6, seed=1)
+    root = tmp_path / "cache"
+    env = {"QUICKDRAW_CACHE": str(root)}
+    built = _probe(["cache", "build", "--in", str(strokes), "--name", "tiny", "--json"], set(), env)
+    assert built["code"] == 0, built
+    for argv in (["cache", "ls"], ["cache", "ls", "--json"], ["cache", "info", "tiny"],
+                 ["stats", "tiny"], ["stats", str(strokes)], ["stats", str(strokes), "--json"]):
+        r = _probe(argv, NEVER, env)
+        assert r["code"] == 0 and r["loaded"] == [], (argv, r)
+
+
+def test_verbose_flag_sets_library_loggers() -> None:
+    # Without -v the retry/traceback spam of the network stack is cut to errors; with it, it is shown.
+    code = r"""
+import logging, sys
+from typer.testing import CliRunner
+from quickdraw.cli.app import app
+lv = lambda: [logging.getLogger(n).getEffectiveLevel() for n in ("gcsfs", "fsspec", "aiohttp", "asyncio", "urllib3")]
+CliRunner().invoke(app, ["classes", "mini3"]); quiet = lv()
+CliRunner().invoke(app, ["-v", "classes", "mini3"]); loud = lv()
+print(quiet, loud)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    quiet, loud = p.stdout.strip().split("] [")
+    assert set(quiet.strip("[]").split(", ")) == {str(40)}  # ERROR
+    assert set(loud.strip("[]").split(", ")) == {str(20)}  # INFO
