@@ -153,8 +153,9 @@ def test_schedule_unchanged_for_the_default_animals10_run() -> None:
     """5,000 drawings a class x 10 classes, 80% train: the plan of the run before these rules existed."""
     p = load_params(REPO / "params.yaml")
     s = plan_schedule(40_000, p)
-    assert (s.batch_size, s.steps_per_epoch, s.epochs, s.warmup_steps) == (256, 157, p.epochs, 300)
-    assert p.batch_size == 256 and p.epochs == 12 and p.warmup_steps == 300
+    assert (s.batch_size, s.steps_per_epoch, s.epochs, s.patience, s.warmup_steps) == (256, 157, 12, 4, 300)
+    assert (p.batch_size, p.epochs, p.patience, p.warmup_steps) == (256, 12, 4, 300)
+    assert s.planned_steps >= p.min_steps  # so min_steps does not stretch it
 
 
 def test_schedule_on_small_data_leaves_warmup() -> None:
@@ -162,11 +163,20 @@ def test_schedule_on_small_data_leaves_warmup() -> None:
     s = plan_schedule(1214, p)  # the shared sample's 10 largest classes
     assert s.batch_size == 1214 // p.min_steps_per_epoch and s.steps_per_epoch >= p.min_steps_per_epoch
     assert 0 < s.warmup_steps <= math.ceil(p.warmup * s.planned_steps) < s.planned_steps
+    # 41 steps an epoch: enough epochs for min_steps, patience stretched by the same factor
+    assert (s.batch_size, s.steps_per_epoch, s.epochs, s.patience) == (30, 41, 37, 13)
+    assert s.planned_steps >= p.min_steps
+    assert plan_schedule(100, p).epochs == train_mod.MAX_EPOCH_STRETCH * p.epochs  # stretched at most 4x
+    # an explicit max_steps_per_epoch, or min_steps 0, leaves epochs and patience as given
+    assert plan_schedule(1214, TrainParams(epochs=3, max_steps_per_epoch=5)).epochs == 3
+    assert (plan_schedule(1214, TrainParams(epochs=3, patience=2, min_steps=0)).epochs,
+            plan_schedule(1214, TrainParams(epochs=3, patience=2, min_steps=0)).patience) == (3, 2)
     # tiny splits: the batch does not go below MIN_AUTO_BATCH, and an explicit smaller batch is kept
     assert plan_schedule(100, p).batch_size == train_mod.MIN_AUTO_BATCH
     assert plan_schedule(100, TrainParams(batch_size=4)).batch_size == 4
     # warm-up: a fraction of the planned steps, capped by warmup_steps; 0 disables it
-    assert plan_schedule(10_000, TrainParams(batch_size=100, epochs=10, warmup=0.1, warmup_steps=1000)).warmup_steps == 100
+    assert plan_schedule(10_000, TrainParams(batch_size=100, epochs=10, warmup=0.1, warmup_steps=1000,
+                                             min_steps=0)).warmup_steps == 100
     assert plan_schedule(10_000, TrainParams(batch_size=100, epochs=10, warmup=0.1, warmup_steps=30)).warmup_steps == 30
     assert plan_schedule(10_000, TrainParams(warmup=0)).warmup_steps == 0
     # max_steps_per_epoch caps the steps the warm-up fraction is taken of

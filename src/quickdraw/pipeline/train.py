@@ -3,8 +3,11 @@
 nanoGPT style: one short linear loop, every knob in :class:`TrainParams` (the ``train`` section of
 params.yaml), the knobs and the model config saved in each checkpoint.
 
-Schedule: AdamW; linear warm-up over ``warmup_steps`` optimizer steps, then ``ReduceLROnPlateau`` on the
+Schedule (:func:`plan_schedule`, sized by the train split actually fetched): AdamW; linear warm-up over
+``warmup`` of the planned optimizer steps (at most ``warmup_steps``), then ``ReduceLROnPlateau`` on the
 validation loss once per epoch; early stopping after ``patience`` epochs without a better validation loss.
+Small splits get a smaller batch (at least ``min_steps_per_epoch`` steps an epoch) and, when ``epochs``
+would plan fewer than ``min_steps`` steps, more epochs with a patience stretched alike.
 Training loss uses label smoothing; validation loss is plain cross-entropy (it is what plateau detection and
 ``best.pt`` selection should track, not the regularised objective).
 
@@ -80,7 +83,8 @@ class TrainParams:
     """The ``train`` section of params.yaml (plus the shared top-level ``seed``).
 
     Sizes that depend on the data are planned per run by :func:`plan_schedule`: ``batch_size`` is the
-    largest batch (smaller when the train split would give fewer than ``min_steps_per_epoch`` batches) and
+    largest batch (smaller when the train split would give fewer than ``min_steps_per_epoch`` batches),
+    ``epochs`` grow (with ``patience``) when they would plan fewer than ``min_steps`` optimizer steps, and
     warm-up lasts ``warmup`` of the planned optimizer steps, at most ``warmup_steps``.
     """
 
@@ -95,6 +99,7 @@ class TrainParams:
     batch_size: int = 256
     min_steps_per_epoch: int = 40
     epochs: int = 20
+    min_steps: int = 1500
     patience: int = 4
     warmup: float = 0.2
     warmup_steps: int = 300
@@ -157,6 +162,7 @@ _RULES: dict[str, tuple[str, float, float, bool, bool, bool]] = {
     "batch_size": ("int", 1, _INF, False, False, False),
     "min_steps_per_epoch": ("int", 1, _INF, False, False, False),
     "epochs": ("int", 1, _INF, False, False, False),
+    "min_steps": ("int", 0, _INF, False, False, False),
     "patience": ("int", 1, _INF, False, False, False),
     "warmup": ("float", 0, 1, False, False, False),
     "warmup_steps": ("int", 0, _INF, False, False, False),
@@ -320,6 +326,8 @@ def load_params(path: str | os.PathLike[str] | None, overrides: Iterable[str] = 
 
 #: The smallest batch the automatic reduction goes down to (an explicit smaller batch_size is kept).
 MIN_AUTO_BATCH = 16
+#: ``min_steps`` never stretches a run beyond this many times ``epochs``.
+MAX_EPOCH_STRETCH = 4
 
 
 @dataclass(frozen=True)
@@ -329,6 +337,7 @@ class Schedule:
     batch_size: int
     steps_per_epoch: int
     epochs: int
+    patience: int
     warmup_steps: int
 
     @property
@@ -338,15 +347,20 @@ class Schedule:
 
 
 def plan_schedule(n_train: int, p: TrainParams) -> Schedule:
-    """Batch size, steps per epoch and warm-up for ``n_train`` training sequences.
+    """Batch size, steps per epoch, epochs, patience and warm-up for ``n_train`` training sequences.
 
     * batch: ``p.batch_size``, unless the split would then give fewer than ``p.min_steps_per_epoch`` batches:
       then ``n_train // p.min_steps_per_epoch`` (not below ``MIN_AUTO_BATCH``, nor above ``p.batch_size``);
+    * epochs: ``p.epochs``, more when that plans fewer than ``p.min_steps`` optimizer steps (enough epochs
+      for ``min_steps``, at most ``MAX_EPOCH_STRETCH * p.epochs``); patience is stretched by the same factor,
+      so it stays the same number of optimizer steps without a better validation loss (not with an
+      explicit ``max_steps_per_epoch``);
     * warm-up: ``ceil(p.warmup * planned steps)``, at most ``p.warmup_steps``.
 
     40,000 train drawings (animals10 at 5,000 a class) with the defaults: batch 256, 157 steps an epoch,
-    12 x 157 = 1,884 planned steps, warm-up min(300, 377) = 300 steps, as before these rules existed.
-    1,214 drawings: batch 30, 41 steps an epoch, warm-up ~0.2 of the run instead of never ending.
+    12 epochs (1,884 steps >= min_steps), patience 4, warm-up min(300, 377) = 300 steps: the schedule of
+    the runs before these rules existed. 1,214 drawings: batch 30, 41 steps an epoch, 37 epochs,
+    patience 13, warm-up 300 steps (instead of a warm-up longer than the whole run).
     """
     bs = p.batch_size
     if n_train // bs < p.min_steps_per_epoch:
@@ -354,9 +368,13 @@ def plan_schedule(n_train: int, p: TrainParams) -> Schedule:
     steps = max(1, -(-n_train // bs))
     if p.max_steps_per_epoch is not None:
         steps = min(steps, p.max_steps_per_epoch)
-    planned = steps * p.epochs
-    warmup = min(p.warmup_steps, math.ceil(p.warmup * planned - 1e-9))
-    return Schedule(batch_size=bs, steps_per_epoch=steps, epochs=p.epochs, warmup_steps=warmup)
+    epochs, patience = p.epochs, p.patience
+    # An explicit max_steps_per_epoch (a cap for tiny runs) means the user sized the run: no stretching.
+    if p.max_steps_per_epoch is None and steps * epochs < p.min_steps:
+        epochs = min(-(-p.min_steps // steps), MAX_EPOCH_STRETCH * p.epochs)
+        patience = -(-p.patience * epochs // p.epochs)
+    warmup = min(p.warmup_steps, math.ceil(p.warmup * steps * epochs - 1e-9))
+    return Schedule(batch_size=bs, steps_per_epoch=steps, epochs=epochs, patience=patience, warmup_steps=warmup)
 
 
 @dataclass
@@ -586,8 +604,8 @@ def train_on(
         log.warning("no validation data: early stopping and best.pt follow the training loss")
     train_lengths = np.asarray(train_ds.lengths)[train_idx]
     plan = plan_schedule(len(train_idx), p)
-    log.info("schedule: batch %d, %d steps an epoch, %d epochs at most, %d warm-up steps", plan.batch_size,
-             plan.steps_per_epoch, plan.epochs, plan.warmup_steps)
+    log.info("schedule: batch %d, %d steps an epoch, %d epochs at most (patience %d), %d warm-up steps",
+             plan.batch_size, plan.steps_per_epoch, plan.epochs, plan.patience, plan.warmup_steps)
 
     # The cache records the train split's dx/dy std; estimating it here is the fallback for other sources.
     scale = float((cache_info or {}).get("norm_scale") or 0) or _estimate_xy_scale(
@@ -614,14 +632,14 @@ def train_on(
     with Live(dir=str(live_path), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         live.log_params({k: v for k, v in p.to_dict().items() if v is not None})
         live.log_params({f"schedule.{k}": v for k, v in dataclasses.asdict(plan).items()})
-        for epoch in range(1, p.epochs + 1):
+        for epoch in range(1, plan.epochs + 1):
             t0 = time.perf_counter()
             model.train()
             batches = _bucket_batches(train_lengths, plan.batch_size, shuffle=True, seed=p.seed, epoch=epoch)
             if p.max_steps_per_epoch is not None:
                 batches = batches[: p.max_steps_per_epoch]
             if progress:
-                progress(ProgressEvent("epoch_start", epoch, p.epochs, 0, len(batches)))
+                progress(ProgressEvent("epoch_start", epoch, plan.epochs, 0, len(batches)))
             loss_sum, seen = 0.0, 0
             for step, pos in enumerate(batches, 1):
                 if global_step < plan.warmup_steps:
@@ -639,7 +657,7 @@ def train_on(
                 loss_sum += float(loss.detach()) * len(y)
                 seen += len(y)
                 if progress:
-                    progress(ProgressEvent("step", epoch, p.epochs, step, len(batches), float(loss.detach())))
+                    progress(ProgressEvent("step", epoch, plan.epochs, step, len(batches), float(loss.detach())))
 
             train_loss = loss_sum / max(seen, 1)
             val = _validate(model, val_ds, val_idx, 2 * plan.batch_size, device) if len(val_idx) else {}
@@ -668,9 +686,9 @@ def train_on(
             save_checkpoint(out / "last.pt", model, **ckpt_info, epoch=epoch, metrics=row)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
             if progress:
-                progress(ProgressEvent("epoch_end", epoch, p.epochs, len(batches), len(batches), train_loss, row))
+                progress(ProgressEvent("epoch_end", epoch, plan.epochs, len(batches), len(batches), train_loss, row))
             live.next_step()
-            if bad_epochs >= p.patience:
+            if bad_epochs >= plan.patience:
                 stopped_early = True
                 log.info("early stop: no better validation loss for %d epochs", bad_epochs)
                 break
