@@ -7,12 +7,13 @@ Resolution happens before any download so a typo never costs a fetch.
 
 from __future__ import annotations
 
-import difflib
 import re
 import stat
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
+
+# difflib and importlib.resources are imported where they are used: every CLI start imports this module
+# (`quickdraw --help` included), and those two are ~30 ms of it.
 
 __all__ = [
     "PRESETS",
@@ -36,6 +37,8 @@ class UnknownClassError(ValueError):
 @lru_cache(maxsize=1)
 def all_classes() -> tuple[str, ...]:
     """The 345 official categories, in the bucket's ``categories.txt`` order."""
+    from importlib import resources
+
     text = resources.files("quickdraw").joinpath("categories.txt").read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
@@ -63,6 +66,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
 
 def closest(name: str, n: int = 3) -> list[str]:
     """The valid class or preset names nearest to ``name`` (case-insensitive)."""
+    import difflib
+
     universe = list(all_classes()) + sorted(PRESETS) + ["all"]
     lowered = {u.lower(): u for u in universe}
     hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)

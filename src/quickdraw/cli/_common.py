@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -128,4 +127,6 @@ def friendly_errors(output: str | os.PathLike[str] | None = None) -> Iterator[No
 def _traceback_if_verbose() -> None:
     # Called inside an ``except`` block: with --verbose the user (or a bug report) gets the whole story.
     if _state["verbose"]:
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
