@@ -90,3 +90,15 @@ print(quiet, loud)
     quiet, loud = p.stdout.strip().split("] [")
     assert set(quiet.strip("[]").split(", ")) == {str(40)}  # ERROR
     assert set(loud.strip("[]").split(", ")) == {str(20)}  # INFO
+
+
+def test_verbose_shows_the_traceback_behind_an_error() -> None:
+    from typer.testing import CliRunner
+
+    from quickdraw.cli.app import app
+
+    quiet = CliRunner().invoke(app, ["classes", "no-such-class-qd"])
+    assert quiet.exit_code == 2 and "Traceback" not in quiet.output and "unknown class" in quiet.output
+    loud = CliRunner().invoke(app, ["-v", "classes", "no-such-class-qd"])
+    assert loud.exit_code == 2 and "Traceback" in loud.output and "UnknownClassError" in loud.output
+    CliRunner().invoke(app, ["classes", "mini3"])  # back to quiet for the tests after this one

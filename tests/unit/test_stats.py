@@ -109,3 +109,48 @@ def test_cli_stats(dirs: tuple[Path, Path]) -> None:
     assert table.exit_code == 0 and "cat" in table.stdout and "dropped by prepare" in table.stdout
     assert runner.invoke(app, ["stats", str(raw)]).exit_code == 0
     assert "Example" in runner.invoke(app, ["stats", "--help"]).stdout
+
+
+def _render_80(doc: dict, wide: bool = False) -> str:
+    """The rows table of ``quickdraw stats`` as an 80-column terminal shows it."""
+    from rich.console import Console
+
+    from quickdraw.cli.stats import _rows_table
+
+    con = Console(width=80 if not wide else 200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    con.print(_rows_table(doc, wide))
+    return con.export_text()
+
+
+def test_cli_stats_fits_80_columns(tmp_path: Path) -> None:
+    # Long real class names and big counts: nothing may be cut to "…" at 80 columns, and names wrap.
+    raw = tmp_path / "raw"
+    for i, word in enumerate(("The Great Wall of China", "animal migration", "butterfly")):
+        write_fetched(raw, word, make_records(word, 40, 20 + i))
+    out = tmp_path / "strokes"
+    prepare(raw, out, max_len=25)
+    for path in (raw, out):
+        doc = compute_stats(path)
+        for r in doc["rows"]:
+            r["count"] = 1_234_567  # the widest count a split of one class will realistically show
+        text = _render_80(doc)
+        assert "…" not in text and max(len(ln) for ln in text.splitlines()) <= 80, text
+        # A name may wrap over lines (beside the row's other cells), but every word of it is there whole.
+        words = set(text.split())
+        assert {"butterfly", "The", "Great", "Wall", "of", "China", "animal", "migration"} <= words, text
+        wide = _render_80(doc, wide=True)
+        assert "p5/p50/p95/max" in wide and "…" not in wide
+    # Through the CLI too (CliRunner renders at 80 columns): the drops table of prepare and of fetch.
+    for path in (raw, out):
+        res = runner.invoke(app, ["stats", str(path)])
+        assert res.exit_code == 0 and "…" not in res.stdout, res.stdout
+    assert runner.invoke(app, ["stats", str(out), "--wide"]).exit_code == 0
+
+
+def test_cli_stats_shows_data_literally(dirs: tuple[Path, Path]) -> None:
+    # A class name or country code with rich markup in it is data: it is printed as written.
+    doc = compute_stats(dirs[1])
+    doc["rows"][0]["word"] = "[red]cat[/red]"
+    doc["rows"][0]["top_countries"] = [["[blink]", 3]]
+    text = _render_80(doc, wide=True)
+    assert "[red]cat[/red]" in text and "[blink]" in text
