@@ -149,6 +149,32 @@ def test_missing_class_fails_alone_others_complete(bucket_factory: Any, shared_d
     assert (tmp_path / "o" / "cat" / "_manifest.json").is_file() and (tmp_path / "o" / "cow" / "_manifest.json").is_file()
 
 
+# ------------------------------------------------------------------------ one line per retry, no traceback
+def test_transient_stall_is_one_warning_per_retry(gcs: Emulator, tmp_path: Path) -> None:
+    with FaultProxy(gcs.url) as proxy:
+        proxy.add("stall", path="cat.ndjson", times=2, delay=5)
+        proc, _ = run_cli(["fetch", "--classes", "cat", "--out", str(tmp_path / "o"), "--source", SRC],
+                          cli_env(QUICKDRAW_GCS_ENDPOINT=proxy.url, QUICKDRAW_REQUEST_TIMEOUT="0.5",
+                                  QUICKDRAW_RETRY_BASE="0.05"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    retries = [ln for ln in proc.stderr.splitlines() if "retry" in ln]
+    assert len(retries) == 2 and all(ln.startswith("WARNING ") and "cat.ndjson" in ln for ln in retries), proc.stderr
+
+
+def test_library_error_logs_no_traceback(gcs: Emulator, tmp_path: Path) -> None:
+    # gcsfs logs a non-retriable HttpError (here 400) with logger.exception: a traceback, unless silenced.
+    with FaultProxy(gcs.url) as proxy:
+        proxy.add("status", path="cat.ndjson", match="media", times=None, status=400)
+        proc, took = run_cli(["fetch", "--classes", "cat,dog", "--out", str(tmp_path / "o"), "--source", SRC],
+                             cli_env(QUICKDRAW_GCS_ENDPOINT=proxy.url))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "ERROR gcsfs" not in proc.stderr, proc.stderr[-3000:]
+    flat = " ".join(proc.stderr.split())
+    assert "failed: cat: cannot read gs://quickdraw_dataset/full/simplified/cat.ndjson" in flat and "HTTP 400" in flat
+    assert took <= 20
+
+
 # ------------------------------------------------------------------------------ a server that ignores Range
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """``python -m http.server``'s handler (which ignores Range: 200 and the whole file), counting GETs."""

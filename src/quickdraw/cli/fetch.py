@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from quickdraw.cli._common import console, friendly_errors, print_json
+from quickdraw.cli._common import console, friendly_errors, is_verbose, lit, print_json
 from quickdraw.sources.defaults import DEFAULT_SOURCE
 
 if TYPE_CHECKING:
@@ -45,9 +46,13 @@ def fetch(
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from rich.markup import escape
-
     from quickdraw.pipeline.fetch import fetch as fetch_lib
+
+    if not is_verbose():
+        # gcsfs logs every call it gives up on with logger.exception (ERROR, with a traceback), and the same
+        # failure then reaches us and is reported in one line naming URL, cause and fix; at ERROR its
+        # logger would still print those tracebacks, so for fetch it is quiet unless -v.
+        logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
 
     with friendly_errors():
         opts = _options(source, format, simplify, max_per_class, recognized_only, countries, strict)
@@ -88,7 +93,7 @@ def fetch(
         print_json(result.to_dict())
     if result.error is not None:
         # No network, a mirror that is down, access denied: every class would say the same, so say it once.
-        console.print(f"[bold red]error:[/] {escape(str(result.error))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {lit(result.error)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     if not as_json:
         _print_summary(result, out)
@@ -100,12 +105,11 @@ def _print_summary(result: FetchResult, out: Path) -> None:
     """The per-class table, narrow enough for 80 columns: long class names wrap, and the per-reason reject
     counts go on lines of their own below it."""
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
     # At 80 columns: no vertical rules, no "read" column (it is accepted + filtered + rejected; --json has it),
     # short status words, so that a class name of up to ~25 characters stays on one line.
-    table = Table(title=f"fetched into {escape(str(out))}", title_justify="left", box=box.SIMPLE_HEAD,
+    table = Table(title=f"fetched into {lit(str(out))}", title_justify="left", box=box.SIMPLE_HEAD,
                   show_edge=False, collapse_padding=True)
     table.add_column("class", overflow="fold")
     table.add_column("status", no_wrap=True)
@@ -114,7 +118,7 @@ def _print_summary(result: FetchResult, out: Path) -> None:
     shown = {"failed": "[red]failed[/]", "not_attempted": "not tried"}
     for c in result.classes:
         table.add_row(
-            escape(c.word),
+            lit(c.word),
             shown.get(c.status, c.status),
             f"{c.accepted:,}",
             f"{sum(c.filtered.values()):,}",
@@ -128,10 +132,10 @@ def _print_summary(result: FetchResult, out: Path) -> None:
         console.print("rejected records (see <class>/_quarantine.ndjson):", highlight=False)
         for c in rejected:
             why = ", ".join(f"{k}={v:,}" for k, v in sorted(c.rejected.items()))
-            console.print(f"  {escape(c.word)}: {why}", highlight=False, soft_wrap=True)
+            console.print(f"  {lit(c.word)}: {why}", highlight=False, soft_wrap=True)
     failed = result.failed
     for c in failed[:MAX_FAILED_LINES]:
-        console.print(f"[bold red]failed:[/] {escape(c.word)}: {escape(c.error or '')}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]failed:[/] {lit(c.word)}: {lit(c.error or '')}", highlight=False, soft_wrap=True)
     if len(failed) > MAX_FAILED_LINES:
         console.print(f"[bold red]failed:[/] ... and {len(failed) - MAX_FAILED_LINES} more classes (--json lists "
                       "every error)", highlight=False)
