@@ -114,3 +114,10 @@ def print_checks(res: dict[str, Any], checks: list[tuple[str, str, bool]]) -> No
         print(f"{'PASS' if ok else 'MISS'}  {name}  {val}")
     res["ok"] = all(ok for _, _, ok in checks)
     res["checks"] = [{"target": n, "value": v, "ok": ok} for n, v, ok in checks]
+
+
+def wall_and_cpu() -> tuple[float, float]:
+    """``(wall, cpu)`` clock readings in seconds: ``time.perf_counter()`` and ``time.process_time()`` (user +
+    system CPU of this whole process, every thread included, e.g. torch's intra-op pool). Differences of two
+    readings give a span's wall and CPU time; CPU < wall means the process waited (for a core, I/O, a lock)."""
+    return time.perf_counter(), time.process_time()
