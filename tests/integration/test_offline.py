@@ -343,6 +343,18 @@ def test_sigint_while_the_server_stalls_exits_130_within_2s(tmp_path: Path) -> N
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
 
 
+def test_sigint_during_gcsfs_backoff_exits_130_within_2s(gcs: Emulator, tmp_path: Path) -> None:
+    # 503 forever: gcsfs sleeps 1, 2, 4, 8, 16 s between its own tries; Ctrl-C must not wait for them.
+    with FaultProxy(gcs.url) as proxy:
+        proxy.add("status", path="cat.ndjson", match="any", times=None, status=503)
+        p = subprocess.Popen([*QUICKDRAW, "fetch", "--classes", "cat", "--out", str(tmp_path / "o"), "--source", SRC],
+                             env=cli_env(QUICKDRAW_GCS_ENDPOINT=proxy.url), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        code, took, err = interrupt(p, lambda: len(proxy.faults()) >= 2)
+    assert code == 130 and took <= 2.0, (code, took, err[-3000:])
+    assert "Traceback" not in err and "interrupted" in err
+
+
 WORDS = "cat,dog,monkey,The Eiffel Tower"
 
 

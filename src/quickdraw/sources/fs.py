@@ -286,10 +286,13 @@ def _diagnose(exc: BaseException, url: str, fs: fsspec.AbstractFileSystem | None
             return SourceError(f"access denied (HTTP {code}) reading {url}. {fix}", url=url, source_wide=True)
         if code == 404:
             break  # a missing object: reported below
-        if code is not None and 400 <= code < 500 and code not in (408, 429):
+        if code is not None and (code >= 500 or code in (408, 429)):
+            return None  # transient, even when a library wrapped it in FileNotFoundError
+        if code is not None and 400 <= code < 500:
             return SourceError(f"cannot read {url}: the server refused the request (HTTP {code}): "
                                f"{_one_line(str(e))}", url=url, permanent=True)
-    if any(isinstance(e, FileNotFoundError) for e in chain) or any(_status(e) == 404 for e in chain):
+    # Missing: a 404, or a FileNotFoundError that is the root cause (not one wrapping a timeout or a reset).
+    if isinstance(chain[-1], FileNotFoundError) or any(_status(e) == 404 for e in chain):
         return SourceError(f"source object not found: {url} (is --source the folder that holds the "
                            f"<class>.{url.rsplit('.', 1)[-1]} files?)", url=url, permanent=True)
     if any(isinstance(e, (PermissionError, IsADirectoryError, NotADirectoryError)) for e in chain):
