@@ -650,12 +650,13 @@ def fetch(
 def _fetch_locked(words: list[str], out_path: Path, opts: FetchOptions, concurrency: int,
                   progress: Progress | None) -> FetchResult:
     stop = _Stop()
-    fatal: dict[str, SourceError] = {}  # source-wide errors by class: the result names one
+    fatal: dict[str, SourceError] = {}  # the first source-wide error, by class: the result names it
+    fatal_lock = threading.Lock()
 
     def one(word: str) -> ClassResult:
         url = class_url(opts.source, word, FORMATS[opts.format][1])
         if stop.is_set():
-            return ClassResult(word, url, "not_attempted", error=stop.reason)
+            return ClassResult(word, url, "not_attempted", error=f"not attempted: {stop.reason}")
         try:
             return fetch_class(word, out_path, opts, progress, stop=stop)
         except FetchStopped as exc:
@@ -664,8 +665,11 @@ def _fetch_locked(words: list[str], out_path: Path, opts: FetchOptions, concurre
             raise
         except QuickDrawError as exc:
             if isinstance(exc, SourceError) and exc.source_wide:
-                fatal[word] = exc
-                stop.stop(f"not fetched: the source cannot be read ({exc})")
+                with fatal_lock:
+                    if fatal:  # the classes running alongside hit the same wall: say it once, for the first
+                        return ClassResult(word, url, "stopped", error=f"stopped: {stop.reason}")
+                    fatal[word] = exc
+                    stop.stop(f"the source cannot be read: see the error of {word}")
             if progress:
                 progress(word, "done", {"status": "failed", "error": str(exc)})
             return ClassResult(word, url, "failed", error=str(exc))
@@ -695,8 +699,7 @@ def _fetch_locked(words: list[str], out_path: Path, opts: FetchOptions, concurre
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    # The first class asked for names the error, so the message is the same from run to run.
-    error = next((fatal[w] for w in words if w in fatal), None)
+    error = next(iter(fatal.values()), None)
     return FetchResult(out_path, [f.result() for f in futures], error)
 
 
