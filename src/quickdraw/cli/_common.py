@@ -41,12 +41,17 @@ def configure_logging(verbose: bool) -> None:
     own = env or ("DEBUG" if verbose else "WARNING")
     if not isinstance(logging.getLevelName(own), int):
         own = "WARNING"  # an unknown level name must not turn into a traceback at start-up
+    # The root level gates every library without a level of its own (filelock, dvc, ...): INFO at most with
+    # --verbose, so their DEBUG chatter needs QUICKDRAW_LOG=DEBUG.
+    root_level = logging.INFO if verbose else logging.WARNING
+    if env:
+        root_level = min(root_level, logging.getLevelName(own))
     root = logging.getLogger()
     if not root.handlers:  # a plain CLI run; under an embedding app or pytest the host owns the handlers
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-        root.setLevel(logging.INFO if verbose else own)
+        root.setLevel(root_level)
     elif verbose or env:
-        root.setLevel(min(logging.INFO if verbose else logging.WARNING, logging.getLevelName(own)))
+        root.setLevel(root_level)
     # NOTSET when nothing was asked for: quickdraw's records then follow the root level (and a host's caplog).
     logging.getLogger("quickdraw").setLevel(own if (verbose or env) else logging.NOTSET)
     for name in NOISY_LOGGERS:
