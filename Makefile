@@ -9,6 +9,8 @@ $(BIN)/quickdraw: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# Compile and cache the ndjson scanner now (numba, ~3 CPU-s), so the user's first fetch is as fast as the next.
+	$(BIN)/python -c "import quickdraw.sources._kernel"
 	@touch $@
 
 venv: $(BIN)/quickdraw

@@ -149,7 +149,7 @@ def test_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
         ev, lv = rows[name].get("eval/metrics.json"), rows[name].get("dvclive/metrics.json")
         assert ev and 0 <= ev["top1"] <= ev["top3"] <= 1, (name, rows[name])  # not `!`: the commit holds them
         assert lv and "val" in lv, (name, rows[name])
-    diff = run([dvc, "exp", "diff", "master", "h8"], root, env)
+    diff = run([dvc, "exp", "diff", "master", "h8", "--all"], root, env)  # --all: unchanged metrics too
     assert "eval/metrics.json" in diff and "top1" in diff
     mdiff = run([dvc, "metrics", "diff", "HEAD~1", "--json"], root, env)
     assert "eval/metrics.json" in mdiff
