@@ -82,8 +82,6 @@ def test_each_bad_line_gets_its_reason_and_the_rest_is_predicted(tmp_path: Path)
     assert "Traceback" not in res.output and "non-finite number" in res.output and "too deep" in res.output
 
 
-@pytest.mark.xfail(strict=True, reason="needs src/quickdraw/cli/predict.py to exit 2 when some line is bad "
-                                       "(issue 12 report: the CLI is owned by another engineer)")
 def test_exit_code_says_some_lines_were_bad(tmp_path: Path) -> None:
     ckpt = good_checkpoint(tmp_path / "m.pt")
     src = tmp_path / "in.ndjson"

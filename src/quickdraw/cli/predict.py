@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from quickdraw.cli._common import friendly_errors, lit, out_console, print_json, table
+from quickdraw.cli._common import console, friendly_errors, lit, out_console, print_json, table
 
 
 def predict(
@@ -41,8 +42,10 @@ def predict(
                 raise FileNotFoundError(f"input not found: {path}")
             with open(path, encoding="utf-8") as f:
                 preds = predict_records(model, info, read_ndjson(f, str(path)), top_k=top_k, source=str(path))
+    bad = [p for p in preds if p.error is not None]
     if as_json:
         print_json([p.to_dict() for p in preds])
+        _bad_lines_exit(bad, len(preds))
         return
     t = table()
     t.add_column("line", justify="right", no_wrap=True)
@@ -58,3 +61,13 @@ def predict(
             continue
         t.add_row(str(p.line), word, *[f"{lit(c)} {prob:.3f}" for c, prob in p.top])
     out_console.print(t)
+    _bad_lines_exit(bad, len(preds))
+
+
+def _bad_lines_exit(bad: list[Any], total: int) -> None:
+    # Bad input lines were reported in their rows and the others classified; the exit code still says so,
+    # so that a script piping drawings in notices.
+    if bad:
+        console.print(f"[bold red]error:[/] {len(bad)} of {total} input line(s) could not be read "
+                      f"(first: {lit(bad[0].skipped or bad[0].error)})", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
