@@ -63,6 +63,8 @@ def test_in_a_real_cache_a_look_alike_folder_is_left_and_reported(tmp_path: Path
     assert str(fake_tmp) in skipped
     assert (mine / "data.csv").read_text() == "a,b\n" and (fake_tmp / "keep.txt").read_text() == "mine"
     assert [v.version for v in list_versions("mini", root)] == [cv_new.version]
+    human = runner.invoke(app, ["cache", "gc", "--root", str(root)], env={"COLUMNS": "200"})
+    assert human.exit_code == 0 and f"left alone: {mine}" in human.output
 
 
 def test_a_version_whose_manifest_names_another_folder_is_not_collected(tmp_path: Path) -> None:

@@ -210,4 +210,6 @@ def gc(
     verb = "would remove" if dry_run else "removed"
     for p in report.removed:
         console.print(f"{verb} {lit(p)}", highlight=False, soft_wrap=True)
+    for p, why in report.skipped:  # look-alike folders gc cannot prove are its own
+        console.print(f"left alone: {lit(p)} ({lit(why)})", highlight=False, soft_wrap=True)
     console.print(f"{verb} {len(report.removed)}, kept {len(report.kept)}, freed {_human(report.freed_bytes)}")
