@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,11 +15,20 @@ import pytest
 import quickdraw.pipeline.fetch as fetch_mod
 from quickdraw.pipeline.fetch import FetchOptions, fetch
 from quickdraw.sources.ndjson import QUARANTINE_RAW_BYTES, QUARANTINE_SAMPLE
-from tests.integration.test_fetch import synthetic_ndjson
+from tests.integration.test_fetch import crash_at_part, synthetic_ndjson
 
 
 def dir_bytes(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def killed_at_part(index: int, out: Path, opts: FetchOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetch ``cat`` into ``out`` and kill the run as it writes part ``index`` (a deterministic stand-in)."""
+    real = fetch_mod._write_part
+    monkeypatch.setattr(fetch_mod, "_write_part", crash_at_part(index, real))
+    with pytest.raises(KeyboardInterrupt):
+        fetch("cat", out, opts)
+    monkeypatch.setattr(fetch_mod, "_write_part", real)
 
 
 def hostile(n_good: int, bad_per_good: int) -> tuple[bytes, int]:
@@ -72,17 +80,7 @@ def test_sampled_quarantine_resumes_byte_identical(tmp_path: Path, monkeypatch: 
     opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=32 << 10)
     fetch("cat", tmp_path / "clean", opts)
     want = dir_bytes(tmp_path / "clean")
-    real = fetch_mod._write_part
-
-    def kill_at_part_3(path: Path, *a: Any, **k: Any) -> None:
-        if path.name == "part-00003.parquet":
-            raise KeyboardInterrupt("simulated kill")
-        real(path, *a, **k)
-
-    monkeypatch.setattr(fetch_mod, "_write_part", kill_at_part_3)
-    with pytest.raises(KeyboardInterrupt):
-        fetch("cat", tmp_path / "out", opts)
-    monkeypatch.setattr(fetch_mod, "_write_part", real)
+    killed_at_part(3, tmp_path / "out", opts, monkeypatch)
     assert fetch("cat", tmp_path / "out", opts).classes[0].status == "resumed"
     assert dir_bytes(tmp_path / "out") == want
 
@@ -114,16 +112,6 @@ def test_overlong_lines_are_skipped_while_streaming(tmp_path: Path, monkeypatch:
     assert keys == [int(k) for k in want_keys]  # every good neighbour kept, in order
     # a kill after the long line resumes to the same bytes
     want = dir_bytes(tmp_path / "clean")
-    real = fetch_mod._write_part
-
-    def kill_at_part_3(path: Path, *a: Any, **k: Any) -> None:
-        if path.name == "part-00003.parquet":
-            raise KeyboardInterrupt("simulated kill")
-        real(path, *a, **k)
-
-    monkeypatch.setattr(fetch_mod, "_write_part", kill_at_part_3)
-    with pytest.raises(KeyboardInterrupt):
-        fetch("cat", tmp_path / "out", opts)
-    monkeypatch.setattr(fetch_mod, "_write_part", real)
+    killed_at_part(3, tmp_path / "out", opts, monkeypatch)
     fetch("cat", tmp_path / "out", opts)
     assert dir_bytes(tmp_path / "out") == want

@@ -192,8 +192,8 @@ def test_a_mangled_resume_state_is_discarded_never_followed(tmp_path: Path, monk
                                                            mangle: Any) -> None:
     """The state file is data: its part names are never opened or deleted outside the class folder, and a
     state with wrong types means a refetch (same result as a clean run), not a traceback."""
-    import quickdraw.pipeline.fetch as fetch_mod
     from tests.integration.test_fetch import synthetic_ndjson
+    from tests.security.test_bounds import killed_at_part
 
     src = tmp_path / "src"
     src.mkdir()
@@ -203,18 +203,8 @@ def test_a_mangled_resume_state_is_discarded_never_followed(tmp_path: Path, monk
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep.txt").write_text("k")
-    real = fetch_mod._write_part
-
-    def kill_at_part_2(path: Path, *a: Any, **k: Any) -> None:
-        if path.name == "part-00002.parquet":
-            raise KeyboardInterrupt("simulated kill")
-        real(path, *a, **k)
-
     out = tmp_path / "out"
-    monkeypatch.setattr(fetch_mod, "_write_part", kill_at_part_2)
-    with pytest.raises(KeyboardInterrupt):
-        fetch("cat", out, opts)
-    monkeypatch.setattr(fetch_mod, "_write_part", real)
+    killed_at_part(2, out, opts, monkeypatch)
     state_path = out / "cat" / ".fetch-state.json"
     state_path.write_text(json.dumps(mangle(json.loads(state_path.read_text()))))
     res = fetch("cat", out, opts).classes[0]
