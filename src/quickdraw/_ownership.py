@@ -134,12 +134,18 @@ def output_lock(root: Path, what: str) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(root / LOCK), timeout=0)
+    path = root / LOCK
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OwnershipError(f"{path} is not a regular file (a symlink or a special file): quickdraw does not "
+                             f"follow it; remove it and re-run")
+    lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise OwnershipError(f"another quickdraw {what} is writing into {root}: wait for it to finish, or use "
                              f"another --out") from None
+    except OSError as exc:
+        raise OwnershipError(f"cannot lock {path}: {exc.strerror or exc}") from None
     try:
         yield
     finally:

@@ -398,3 +398,12 @@ def test_summary_fits_80_columns(tmp_path: Path, shared_data: Path) -> None:
     assert all(len(ln) <= 80 for ln in lines), "\n".join(lines)
     assert any(ln.strip().startswith("The Great Wall of China ") for ln in lines), "\n".join(lines)  # not wrapped
     assert "  cat: bad_json=1, missing_key=1, truncated_last_line=1" in lines, "\n".join(lines)
+
+
+def test_an_invalid_host_name_fails_at_once_without_a_traceback(tmp_path: Path) -> None:
+    """A host label over 63 characters makes the resolver raise (UnicodeError) instead of returning an error:
+    it used to kill the reachability thread and leave fetch waiting forever."""
+    env = {**os.environ, "QUICKDRAW_GCS_ENDPOINT": "http://" + "a" * 70 + ".com"}
+    p = subprocess.run([sys.executable, "-m", "quickdraw.cli.app", "fetch", "-c", "cat", "-n", "5", "--out",
+                        str(tmp_path / "o")], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "not a valid host name" in p.stderr and "Traceback" not in p.stderr

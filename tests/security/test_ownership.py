@@ -169,7 +169,7 @@ def test_prepare_refuses_a_folder_it_did_not_create(tmp_path: Path, source: Path
     assert (out / "stroke3" / "train" / "part-00000.parquet").read_text() == "the user's file"
     # a fetch output is not a prepare output either
     code, msg = cli("prepare", "--in", str(raw), "--out", str(raw))
-    assert code == 2 and "fetch output" in msg
+    assert code == 2 and "overlap" in msg
     # its own output is rewritten freely, and a pre-marker one is adopted
     good = tmp_path / "strokes"
     assert cli("prepare", "--in", str(raw), "--out", str(good))[0] == 0

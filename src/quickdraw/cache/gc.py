@@ -201,6 +201,13 @@ def gc(
                 f"{r} is not a quickdraw cache root (no {ROOT_MARKER} marker, and {p.relative_to(r)} is not a "
                 f"quickdraw cache version: {why}); nothing removed"
             )
+    # A --keep that matches nothing is a typo, and gc would delete the very version it meant: refuse first.
+    versions = {(p.parent.name, p.name) for p in problems}
+    for k in keep:
+        kn, kv = k.split("/", 1) if "/" in k else (None, k)
+        if not kv or not any((kn is None or kn == vn) and v.startswith(kv) for vn, v in versions):
+            raise CacheError(f"--keep {k!r} matches no version under {r} (give a version id or prefix, or "
+                             f"NAME/VERSION, as `quickdraw cache ls` shows them); nothing removed")
     for name_dir in name_dirs:
         n = name_dir.name
         protected = _protected(name_dir)

@@ -33,10 +33,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quickdraw._io import sha256_file, write_json_atomic
-from quickdraw._safety import contained
+from quickdraw._safety import contained, open_regular
 from quickdraw._ownership import claim_output, output_lock, owned_subdir, remove_owned
 from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
-from quickdraw.errors import BadRecordError, FetchStopped, QuickDrawError, SourceError
+from quickdraw.errors import BadRecordError, FetchStopped, QuickDrawError, SourceError, UnsafePathError
 from quickdraw.sources.defaults import BINARY_SOURCE, DEFAULT_SOURCE, RAW_SOURCE
 from quickdraw.sources.fs import StopFlag, check_env, class_url, open_source, read_range, stat_object
 from quickdraw.sources.binary import parse_binary_chunk
@@ -313,12 +313,19 @@ def fetch_class(
     notify = progress or (lambda *_: None)
 
     manifest_path = cdir / MANIFEST
-    if manifest_path.exists():
+    if manifest_path.exists() or manifest_path.is_symlink():
+        # Data, not ours until proven: a FIFO here would block the read forever, a symlink point anywhere.
+        if manifest_path.is_symlink():
+            raise UnsafePathError(f"{manifest_path} is a symlink: quickdraw does not follow it; remove it and re-run")
         try:
-            old = json.loads(manifest_path.read_text())
+            with open_regular(manifest_path, f"{word}: manifest") as f:
+                old = json.loads(f.read(64 << 20))
         except ValueError:
             old = {}
-        if old.get("identity") == identity:
+        if not isinstance(old, dict):
+            old = {}
+        # "unchanged" only if the parts the manifest names are still there as written (else: fetch again).
+        if old.get("identity") == identity and _state_parts_ok(cdir, old) and isinstance(old.get("counts"), dict):
             c = old["counts"]
             notify(word, "done", {"bytes": info.size, "size": info.size, "accepted": c["accepted"], "status": "unchanged"})
             return ClassResult(word, url, "unchanged", c["accepted"], c["read"], c["filtered"], c["rejected"],

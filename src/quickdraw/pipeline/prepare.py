@@ -532,6 +532,10 @@ def prepare(
 
     # Only a folder prepare created (or an empty one) is written, and by one process at a time: it replaces
     # the shards and manifest it finds there (quickdraw._ownership).
+    real_in, real_out = in_path.resolve(), out_path.resolve()
+    if real_out == real_in or real_out.is_relative_to(real_in) or real_in.is_relative_to(real_out):
+        # Writing into (or around) the fetch output being read would replace the files it is reading.
+        raise PrepareError(f"--out {out_path} and --in {in_path} overlap: prepare writes into a folder of its own")
     claim_output(out_path, "prepare", overwrite=overwrite, adopt=_is_prepare_output)
     with output_lock(out_path, "prepare"):
         _clean_previous(out_path)

@@ -121,7 +121,7 @@ def _from_prepare(root: Path, classes: Sequence[str] | None, n: int, split: str)
     if not files:
         return sample
     df = (
-        pl.scan_parquet(files)
+        pl.scan_parquet(files, glob=False)
         .select("word", "sequence")
         .filter(pl.col("word").is_in(words))
         .group_by("word", maintain_order=True)

@@ -99,7 +99,7 @@ _FETCH_COLS = ["word", "recognized", "countrycode", "n_points", "n_strokes"]
 def _fetch_stats(root: Path) -> dict[str, Any]:
     classes = fetched_classes(root)
     files = [str(p) for w in classes for p in class_parts(root, w)]
-    rows = _summarise(pl.scan_parquet(files).select(_FETCH_COLS).with_columns(pl.lit("all").alias("split")), False) if files else []
+    rows = _summarise(pl.scan_parquet(files, glob=False).select(_FETCH_COLS).with_columns(pl.lit("all").alias("split")), False) if files else []
     drops: dict[str, Any] = {}
     for w in classes:
         counts = read_class_manifest(root, w).get("counts", {})
@@ -118,7 +118,7 @@ def _prepare_stats(root: Path) -> dict[str, Any]:
     for split in sorted((p.name for p in (root / fmt).iterdir() if p.is_dir()), key=lambda s: _SPLIT_ORDER.get(s, 9)):
         files = sorted(str(p) for p in (root / fmt / split).glob("part-*.parquet"))
         if files:
-            frames.append(pl.scan_parquet(files).select([*_FETCH_COLS, "length"]).with_columns(pl.lit(split).alias("split")))
+            frames.append(pl.scan_parquet(files, glob=False).select([*_FETCH_COLS, "length"]).with_columns(pl.lit(split).alias("split")))
     rows = _summarise(pl.concat(frames), True) if frames else []
     per_class = manifest.get("counts", {}).get("per_class", {})
     keys = ("read", "duplicates", "too_short", "too_long_dropped", "truncated", "kept")
@@ -143,7 +143,7 @@ def _cache_stats(cv: Any) -> dict[str, Any]:
     for split in sorted(cv.splits(fmt), key=lambda s: _SPLIT_ORDER.get(s, 9)):
         d = path / fmt / split
         lengths = np.load(d / "lengths.npy", mmap_mode="r")
-        meta = pl.scan_parquet(str(d / "meta.parquet")).select(_FETCH_COLS).collect()
+        meta = pl.scan_parquet(str(d / "meta.parquet"), glob=False).select(_FETCH_COLS).collect()
         frames.append(meta.with_columns(pl.Series("length", np.asarray(lengths)), pl.lit(split).alias("split")).lazy())
     rows = _summarise(pl.concat(frames), True) if frames else []
     prep = cv.manifest.get("params", {}).get("prepare")

@@ -41,7 +41,7 @@ def length_frame(path: str | os.PathLike[str]) -> tuple[list[str], pl.DataFrame]
         classes = list(cv.classes)
         fmt = cv.formats[0]
         files = [str(Path(cv.path) / fmt / s / "meta.parquet") for s in cv.splits(fmt)]
-    df = pl.scan_parquet(files).select(_COLS).collect() if files else pl.DataFrame(schema={c: pl.Int64 if c != "word" else pl.String for c in _COLS})
+    df = pl.scan_parquet(files, glob=False).select(_COLS).collect() if files else pl.DataFrame(schema={c: pl.Int64 if c != "word" else pl.String for c in _COLS})
     return classes, df
 
 

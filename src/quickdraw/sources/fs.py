@@ -366,14 +366,25 @@ def check_reachable(url: str, fs: fsspec.AbstractFileSystem | None = None, stop:
     done = threading.Event()
 
     def run() -> None:
-        box.append(_connect(host, port, timeout))
-        done.set()
+        try:
+            box.append(_connect(host, port, timeout))
+        except BaseException as exc:  # noqa: BLE001 - e.g. UnicodeError for a host label over 63 characters
+            box.append(exc)
+        finally:
+            done.set()
 
     threading.Thread(target=run, name=f"quickdraw-reach-{host}", daemon=True).start()
+    give_up = time.monotonic() + timeout + 5.0  # resolving has its own timeouts; never wait past this
     while not done.wait(_POLL):
         if stop is not None and stop.is_set():
             raise _stopped(stop, url)
+        if time.monotonic() > give_up:
+            box.append(TimeoutError())
+            break
     err = box[0]
+    if isinstance(err, (UnicodeError, ValueError)):
+        raise SourceError(f"{host!r} is not a valid host name ({err}): {url}. {_reach_fix(url)}",
+                          url=url, source_wide=True) from None
     if err is None:
         with _reached_lock:
             _reached[(host, port)] = time.monotonic()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.dataset as pads
 
-from quickdraw._safety import contained
+from quickdraw._safety import contained, open_regular
 from quickdraw.errors import FetchSchemaError, UnsafePathError
 from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 
@@ -30,7 +30,16 @@ def fetched_classes(directory: str | Path) -> list[str]:
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"fetch output directory not found: {root}")
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    words = []
+    for p in sorted(root.iterdir()):
+        m = p / MANIFEST
+        if not p.is_dir() or p.is_symlink() or not (m.exists() or m.is_symlink()):
+            continue
+        if m.is_symlink() or not m.is_file():
+            # A FIFO or a link where a manifest should be: say so rather than silently drop the class.
+            raise UnsafePathError(f"{m} is not a regular file: remove it and fetch the class again")
+        words.append(p.name)
+    return words
 
 
 def read_class_manifest(directory: str | Path, word: str) -> dict[str, Any]:
@@ -38,7 +47,10 @@ def read_class_manifest(directory: str | Path, word: str) -> dict[str, Any]:
     path = Path(directory) / word / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"class {word!r} is not complete in {directory} (no {MANIFEST})")
-    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    with open_regular(path, f"class {word!r}: manifest") as f:
+        doc = json.loads(f.read(64 << 20))
+    if not isinstance(doc, dict):
+        raise UnsafePathError(f"{path} is not a fetch manifest (a JSON object expected)")
     return doc
 
 

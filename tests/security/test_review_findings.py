@@ -1,0 +1,91 @@
+"""Attacks found by the adversarial review of the safety work, each a test that failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from quickdraw.cli.app import app
+from quickdraw.pipeline.fetch import FetchOptions, fetch
+from tests.conftest import copy_class_files
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def source(tmp_path: Path, shared_data: Path) -> Path:
+    return copy_class_files(shared_data, ["cat", "apple"], tmp_path / "mirror")
+
+
+def test_folder_names_with_glob_characters_are_read_literally(tmp_path: Path, source: Path) -> None:
+    """polars expanded '[...]' and '*' in paths: tracebacks, and stats counted a sibling folder's drawings."""
+    literal = tmp_path / "data [copy]"
+    fetch("cat", literal / "raw", FetchOptions(source=str(source), max_per_class=10))
+    fetch("cat", tmp_path / "data c" / "raw", FetchOptions(source=str(source), max_per_class=7))  # matches the glob
+    r = runner.invoke(app, ["stats", str(literal / "raw"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [(row["word"], row["count"]) for row in doc["rows"]] == [("cat", 10)]  # not 17: no sibling folder read
+    r = runner.invoke(app, ["show", str(literal / "raw"), "--out", str(tmp_path / "g.png")])
+    assert r.exit_code == 0, r.output
+
+
+def test_a_fifo_manifest_is_named_not_waited_on(tmp_path: Path, source: Path) -> None:
+    out = tmp_path / "out"
+    fetch("cat,apple", out, FetchOptions(source=str(source)))
+    (out / "cat" / "_manifest.json").unlink()
+    os.mkfifo(out / "cat" / "_manifest.json")
+    p = subprocess.run([sys.executable, "-m", "quickdraw.cli.app", "fetch", "-c", "cat,apple", "--source", str(source),
+                        "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "FIFO" in p.stderr and "Traceback" not in p.stderr
+    r = runner.invoke(app, ["prepare", "--in", str(out), "--out", str(tmp_path / "st")])
+    assert r.exit_code == 2 and "not a regular file" in r.output  # not a silently dropped class
+
+
+def test_fetch_refetches_a_class_whose_parts_are_gone(tmp_path: Path, source: Path) -> None:
+    out = tmp_path / "out"
+    fetch("cat", out, FetchOptions(source=str(source)))
+    want = (out / "cat" / "part-00000.parquet").read_bytes()
+    (out / "cat" / "part-00000.parquet").write_bytes(b"junk")
+    assert fetch("cat", out, FetchOptions(source=str(source))).classes[0].status == "fetched"
+    assert (out / "cat" / "part-00000.parquet").read_bytes() == want
+
+
+def test_symlinked_lock_is_refused_in_one_line(tmp_path: Path, source: Path) -> None:
+    out = tmp_path / "out"
+    fetch("cat", out, FetchOptions(source=str(source)))
+    victim = tmp_path / "victim"
+    victim.write_text("v")
+    (out / ".quickdraw.lock").unlink()
+    (out / ".quickdraw.lock").symlink_to(victim)
+    r = runner.invoke(app, ["fetch", "-c", "cat", "--source", str(source), "--out", str(out)])
+    assert r.exit_code == 2 and "not a regular file" in r.output and victim.read_text() == "v"
+
+
+@pytest.mark.parametrize("where", ["inside", "same", "around"])
+def test_prepare_refuses_an_out_that_overlaps_its_in(tmp_path: Path, source: Path, where: str) -> None:
+    raw = tmp_path / "raw"
+    fetch("cat", raw, FetchOptions(source=str(source)))
+    manifest = (raw / "cat" / "_manifest.json").read_bytes()
+    out = {"inside": raw / "cat", "same": raw, "around": tmp_path}[where]
+    r = runner.invoke(app, ["prepare", "--in", str(raw), "--out", str(out), "--overwrite"])
+    assert r.exit_code == 2 and "overlap" in r.output
+    assert (raw / "cat" / "_manifest.json").read_bytes() == manifest
+
+
+def test_gc_keep_that_matches_nothing_removes_nothing(tmp_path: Path) -> None:
+    from tests.security._cache_helpers import small_cache
+
+    old = small_cache(tmp_path, seed=1)
+    small_cache(tmp_path, seed=2)
+    root = tmp_path / "cache"
+    r = runner.invoke(app, ["cache", "gc", "--root", str(root), "--keep", f"mini/{old.version[:4]}x"])
+    assert r.exit_code == 2 and "matches no version" in r.output and old.path.is_dir()
+    r = runner.invoke(app, ["cache", "gc", "--root", str(root), "--keep", old.version[:6]])
+    assert r.exit_code == 0 and old.path.is_dir()
