@@ -26,11 +26,21 @@ from pathlib import Path
 
 from quickdraw.errors import OwnershipError
 
-__all__ = ["LOCK", "MARKER", "claim_output", "output_lock", "owned_subdir", "read_marker", "remove_owned"]
+__all__ = ["LOCK", "MARKER", "NEW_FOLDER_HINT", "claim_output", "only_names", "output_lock", "owned_subdir", "read_marker", "remove_owned"]
 
 MARKER = ".quickdraw-output.json"
 LOCK = ".quickdraw.lock"
 _OWN_FILES = (MARKER, LOCK)
+#: The end of a refusal for stages without --overwrite (train, evaluate).
+NEW_FOLDER_HINT = "or remove what is in it"
+
+
+def only_names(names: set[str]) -> Callable[[Path], bool]:
+    """An ``adopt`` test for :func:`claim_output`: a folder from before ownership markers that holds nothing but
+    the names a stage writes (and quickdraw's own dot-files)."""
+    def adopt(root: Path) -> bool:
+        return all(p.name in names or p.name.startswith(".quickdraw") for p in root.iterdir())
+    return adopt
 
 
 def read_marker(root: Path) -> str | None:
@@ -61,6 +71,7 @@ def claim_output(
     overwrite: bool = False,
     adopt: Callable[[Path], bool] | None = None,
     option: str = "--out",
+    hint: str = "or pass --overwrite if the folder is yours to reuse (files quickdraw did not write are left alone either way)",
 ) -> Path:
     """Make ``root`` an output folder of ``kind`` that this tool may write, or raise :class:`OwnershipError`.
 
@@ -87,8 +98,7 @@ def claim_output(
         raise OwnershipError(
             f"{path} already exists and was not created by quickdraw (no {MARKER}; it holds {shown}): "
             f"quickdraw replaces files in its output folders, so it will not write there. Pick a new or empty "
-            f"{option}, or pass --overwrite if the folder is yours to reuse (files quickdraw did not write are "
-            f"left alone either way)")
+            f"{option}, {hint}")
     _write_marker(path, kind)
     return path
 

@@ -89,3 +89,27 @@ def test_gc_keep_that_matches_nothing_removes_nothing(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "matches no version" in r.output and old.path.is_dir()
     r = runner.invoke(app, ["cache", "gc", "--root", str(root), "--keep", old.version[:6]])
     assert r.exit_code == 0 and old.path.is_dir()
+
+
+def test_train_and_evaluate_write_only_into_folders_they_own(tmp_path: Path) -> None:
+    """`train --live-dir <a user folder>` let dvclive delete the user's report.html and overwrote their
+    metrics.json and best.pt; `evaluate --out` overwrote metrics.json."""
+    from tests.security._cache_helpers import small_cache
+
+    cv = small_cache(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in ("report.html", "metrics.json", "best.pt"):
+        (home / name).write_text("the user's")
+    args = ["train", "--cache", str(cv.path), "--set", "train.epochs=1", "--set", "train.hidden=8", "--quiet"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "models"), "--live-dir", str(home)])
+    assert r.exit_code == 2 and "not created by quickdraw" in r.output
+    r = runner.invoke(app, [*args, "--out", str(home), "--live-dir", str(tmp_path / "live")])
+    assert r.exit_code == 2 and "not created by quickdraw" in r.output
+    assert all((home / n).read_text() == "the user's" for n in ("report.html", "metrics.json", "best.pt"))
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "models"), "--live-dir", str(tmp_path / "live")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "models" / "best.pt"), "--out", str(home)])
+    assert r.exit_code == 2 and "not created by quickdraw" in r.output and (home / "metrics.json").read_text() == "the user's"
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "models" / "best.pt"), "--out", str(tmp_path / "eval")])
+    assert r.exit_code == 0, r.output

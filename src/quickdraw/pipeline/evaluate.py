@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
 from quickdraw.errors import CacheError, QuickDrawError
 from quickdraw.metrics import (
     confusion_matrix,
@@ -149,7 +150,8 @@ def evaluate_on(
         )
     if len(ds) == 0:
         raise QuickDrawError(f"the {split} split is empty; nothing to evaluate")
-    out = Path(out_dir)
+    # metrics.json and the plots are replaced: only in a folder quickdraw owns (or a new or empty one).
+    out = claim_output(out_dir, "evaluate", adopt=only_names({"metrics.json", "plots"}), hint=NEW_FOLDER_HINT)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
 

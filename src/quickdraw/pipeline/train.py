@@ -34,6 +34,7 @@ import torch
 import yaml
 from torch import nn
 
+from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
 from quickdraw.errors import QuickDrawError
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
 from quickdraw.models.checkpoint import MAX_HIDDEN, MAX_LAYERS
@@ -582,9 +583,11 @@ def train_on(
     p = params or TrainParams()
     p.validate()
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # best.pt/last.pt are replaced and dvclive clears its folder: both only in folders quickdraw owns.
+    out = claim_output(out_dir, "train", adopt=only_names({"best.pt", "last.pt", "dvclive"}), hint=NEW_FOLDER_HINT)
     live_path = Path(live_dir) if live_dir is not None else out / "dvclive"
+    claim_output(live_path, "dvclive", adopt=only_names({"metrics.json", "params.yaml", "plots"}), option="--live-dir",
+                 hint=NEW_FOLDER_HINT)
     _seed_everything(p.seed)
     if p.num_threads:
         torch.set_num_threads(p.num_threads)
