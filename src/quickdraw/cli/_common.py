@@ -116,6 +116,13 @@ def friendly_errors(output: str | os.PathLike[str] | None = None) -> Iterator[No
         _traceback_if_verbose()
         console.print(f"[bold red]error:[/] {lit(exc)}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
+    except ImportError as exc:
+        # fsspec names the package a URL scheme needs (s3:// -> "Install s3fs to access S3").
+        _traceback_if_verbose()
+        console.print(f"[bold red]error:[/] {lit(exc)} (an optional package for this kind of URL; "
+                      f"install it into the project's environment, e.g. .venv/bin/pip install ...)",
+                      highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         if exc.errno not in _WRITE_ERRNOS:
             raise

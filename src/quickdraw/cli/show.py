@@ -25,7 +25,7 @@ def show(
     out: Path = typer.Option(None, "--out", "-o", help="The grid: FILE.png or FILE.svg (one row per class)."),
     animate: Path = typer.Option(None, "--animate", help="Also write FILE.gif replaying the drawings in stroke order."),
     classes: str = typer.Option(None, "--classes", "-c", help="Classes to show, in order: a comma list, a preset or @file (default: all)."),
-    n: int = typer.Option(16, "--n", "-n", min=1, help="Drawings per class (the first N in the data)."),
+    n: int = typer.Option(16, "--n", "-n", min=1, max=1000, help="Drawings per class (the first N in the data; at most 1,000)."),
     split: str = typer.Option("train", "--split", help="Split of a prepare output or a cache (train, val, test)."),
     version: str = typer.Option("latest", "--version", help="Cache version (an id or a unique prefix)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as one JSON document on stdout."),
