@@ -26,7 +26,7 @@ from pathlib import Path
 
 from quickdraw.errors import OwnershipError
 
-__all__ = ["LOCK", "MARKER", "NEW_FOLDER_HINT", "claim_output", "only_names", "output_lock", "owned_subdir", "read_marker", "remove_owned"]
+__all__ = ["LOCK", "MARKER", "NEW_FOLDER_HINT", "claim_output", "only_names", "output_file", "output_lock", "owned_subdir", "read_marker", "remove_owned"]
 
 MARKER = ".quickdraw-output.json"
 LOCK = ".quickdraw.lock"
@@ -160,3 +160,19 @@ def output_lock(root: Path, what: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def output_file(out: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[Path, Path]:
+    """``(out, temp)`` for a command that writes one file where the user says (an export, a plot).
+
+    A file quickdraw cannot tell it wrote is never replaced without ``overwrite`` (the CLI's ``--overwrite``),
+    a folder never, and the temporary name (``.<name>.<pid>.incomplete`` beside it) is one no user file has,
+    so writing it destroys nothing; the caller renames it over ``out`` when complete.
+    """
+    path = Path(out)
+    if path.is_dir() and not path.is_symlink():
+        raise OwnershipError(f"{path} is a folder: give a file name for --out")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OwnershipError(f"{path} already exists: pass --overwrite to replace it, or pick another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, path.with_name(f".{path.name}.{os.getpid()}.incomplete")

@@ -128,3 +128,28 @@ def test_absurd_numbers_and_missing_plugins_are_one_line_errors(tmp_path: Path, 
                         "--out", str(tmp_path / "s3")], capture_output=True, text=True, timeout=60)
     if "Install s3fs" in p.stderr:  # where s3fs is installed the URL is simply unreachable
         assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_single_file_outputs_are_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    """`export --out` and `show --out` replaced a user's file silently and destroyed a `<out>.incomplete` of
+    theirs; an --out that is a folder blamed the temp file."""
+    from tests.security._cache_helpers import small_cache
+
+    cv = small_cache(tmp_path)
+    mine = tmp_path / "x.npz"
+    mine.write_text("the user's")
+    (tmp_path / "x.npz.incomplete").write_text("also the user's")
+    base = ["export", "sketchrnn", "--cache", str(cv.path), "--out"]
+    r = runner.invoke(app, [*base, str(mine)])
+    assert r.exit_code == 2 and "--overwrite" in r.output and mine.read_text() == "the user's"
+    (tmp_path / "dir.npz").mkdir()
+    r = runner.invoke(app, [*base, str(tmp_path / "dir.npz")])
+    assert r.exit_code == 2 and "is a folder" in r.output and not list(tmp_path.glob("*dir.npz*incomplete"))
+    assert runner.invoke(app, [*base, str(mine), "--overwrite"]).exit_code == 0
+    assert mine.read_bytes()[:2] == b"PK" and (tmp_path / "x.npz.incomplete").read_text() == "also the user's"
+    png = tmp_path / "g.png"
+    png.write_text("the user's")
+    r = runner.invoke(app, ["show", str(cv.path), "--out", str(png)])
+    assert r.exit_code == 2 and png.read_text() == "the user's"
+    assert runner.invoke(app, ["show", str(cv.path), "--out", str(png), "--overwrite"]).exit_code == 0
+    assert not list(tmp_path.glob(".*.incomplete"))

@@ -22,6 +22,7 @@ def sketchrnn(
     classes: str = typer.Option(None, "--classes", "-c", help="Only these classes: a comma list, a preset or @file (default: all)."),
     version: str = typer.Option("latest", "--version", help="Cache version (an id or a unique prefix)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON document on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Write a Sketch-RNN .npz (keys train/valid/test, object arrays of int16 [L, 3] stroke-3), as published.
 
@@ -32,7 +33,7 @@ def sketchrnn(
     from quickdraw.pipeline.export import export_sketchrnn
 
     with friendly_errors():
-        doc = export_sketchrnn(cache, out, classes=_class_list(classes), version=version)
+        doc = export_sketchrnn(cache, out, classes=_class_list(classes), version=version, overwrite=overwrite)
     if as_json:
         print_json(doc)
         return

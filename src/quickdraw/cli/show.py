@@ -29,6 +29,7 @@ def show(
     split: str = typer.Option("train", "--split", help="Split of a prepare output or a cache (train, val, test)."),
     version: str = typer.Option("latest", "--version", help="Cache version (an id or a unique prefix)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as one JSON document on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Draw the first N drawings of each class as a grid (PNG/SVG) and optionally a stroke-order GIF.
 
@@ -39,7 +40,7 @@ def show(
     from quickdraw.pipeline.show import show as show_lib
 
     with friendly_errors():
-        doc = show_lib(path_or_name, out, animate_to=animate, classes=_class_list(classes), n=n, split=split,
+        doc = show_lib(path_or_name, out, animate_to=animate, classes=_class_list(classes), n=n, split=split, overwrite=overwrite,
                        version=version)
     if as_json:
         print_json(doc)

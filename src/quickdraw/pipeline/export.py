@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from quickdraw._ownership import output_file
 from quickdraw.errors import QuickDrawError
 
 __all__ = ["SKETCHRNN_SPLITS", "ExportError", "export_sketchrnn"]
@@ -43,6 +44,7 @@ def export_sketchrnn(
     classes: Sequence[str] | None = None,
     version: str = "latest",
     root: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write a cache's stroke-3 splits (all classes, or only ``classes``) as a Sketch-RNN ``.npz``.
 
@@ -76,11 +78,14 @@ def export_sketchrnn(
             idx = np.arange(len(labels)) if keep_labels is None else np.flatnonzero(np.isin(labels, keep_labels))
             seqs = [np.array(steps[offsets[i] : offsets[i + 1]], dtype=np.int16) for i in idx.tolist()]
         arrays[key] = _object_array(seqs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".incomplete")
-    with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, out)
+    out, tmp = output_file(out, overwrite=overwrite)  # an existing file is replaced only with overwrite
+    try:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return {
         "out": str(out),
         "cache": cv.name,

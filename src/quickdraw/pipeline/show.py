@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from quickdraw.datasets.render import Drawing, plot_grid
+from quickdraw._ownership import output_file
 from quickdraw.errors import QuickDrawError
 
 __all__ = ["Sample", "ShowError", "animate", "load_sample", "render_grid", "show"]
@@ -204,7 +205,7 @@ def render_grid(sample: Sample, out: str | os.PathLike[str], n: int) -> Path:
         raise ShowError(f"{out}: the grid is written as .png or .svg")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = plot_grid(sample, per_class=n, classes=sample.classes)
-    tmp = out.with_name(out.name + ".incomplete")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.incomplete")  # a name no user file has
     fig.savefig(tmp, format=out.suffix.lower()[1:], dpi=fig.dpi)
     os.replace(tmp, out)
     return out
@@ -242,7 +243,7 @@ def animate(sample: Sample, out: str | os.PathLike[str], n: int, *, tile: int = 
             upto = -(-length * k // n_frames)
             canvas.paste(d.to_image(size=tile, line_width=2, upto=upto), (c * tile, r * tile))
         images.append(canvas)
-    tmp = out.with_name(out.name + ".incomplete")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.incomplete")  # a name no user file has
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                    duration=[frame_ms] * (len(images) - 1) + [hold_ms])
     os.replace(tmp, out)
@@ -259,8 +260,11 @@ def show(
     split: str = "train",
     version: str = "latest",
     root: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Load a sample (see :func:`load_sample`) and write the grid to ``out`` and/or the GIF to ``animate_to``.
+
+    An existing file at either is replaced only with ``overwrite``.
 
     Returns ``{"kind", "classes", "drawings": {class: n}, "out", "animation"}``.
 
@@ -271,6 +275,9 @@ def show(
     for target, ok in ((out, GRID_FORMATS), (animate_to, (".gif",))):
         if target is not None and Path(target).suffix.lower() not in ok:
             raise ShowError(f"{target}: expected {' or '.join(ok)}")
+    for target in (out, animate_to):
+        if target is not None:
+            output_file(target, overwrite=overwrite)  # refuse before any work
     sample = load_sample(path_or_name, classes, n, split, version, root)
     if not len(sample):
         raise ShowError(f"{path_or_name}: no drawings to show for {', '.join(sample.classes) or 'any class'}")
