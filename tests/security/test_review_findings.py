@@ -153,3 +153,14 @@ def test_single_file_outputs_are_replaced_only_with_overwrite(tmp_path: Path) ->
     assert r.exit_code == 2 and png.read_text() == "the user's"
     assert runner.invoke(app, ["show", str(cv.path), "--out", str(png), "--overwrite"]).exit_code == 0
     assert not list(tmp_path.glob(".*.incomplete"))
+
+
+def test_gc_leaves_a_version_holding_files_the_build_did_not_write(tmp_path: Path) -> None:
+    from tests.security._cache_helpers import small_cache
+
+    old = small_cache(tmp_path, seed=1)
+    small_cache(tmp_path, seed=2)
+    (old.path / "thesis.tex").write_text("mine")
+    r = runner.invoke(app, ["cache", "gc", "--root", str(tmp_path / "cache"), "--json"])
+    assert r.exit_code == 0 and (old.path / "thesis.tex").read_text() == "mine"
+    assert any("thesis.tex" in d["reason"] for d in json.loads(r.stdout)["skipped"])

@@ -147,6 +147,14 @@ def version_problem(path: Path) -> str | None:
             contained(path, rel, f"{path / MANIFEST_FILE}: file entry", error=CacheError, must_exist=False)
         except CacheError as exc:
             return str(exc)
+    # Removing the version removes everything in it: only when nothing but what the build wrote is there.
+    listed = {MANIFEST_FILE, *m["files"]}
+    for f in path.rglob("*"):
+        rel = f.relative_to(path).as_posix()
+        if f.is_symlink() or (not f.is_dir() and rel not in listed):
+            return f"it holds {rel!r}, which its manifest does not list (not written by the build)"
+        if f.is_dir() and not any(x == rel or x.startswith(rel + "/") for x in listed):
+            return f"it holds the folder {rel!r}, which its manifest does not list"
     return None
 
 
