@@ -24,7 +24,7 @@ SAMPLE = 5
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 GOOD = {"word": "cat", "countrycode": "US", "timestamp": "2017-03-26 18:43:54.78083 UTC", "recognized": True,
-        "key_id": "5201136883597312", "drawing": [[[0, 10, 255], [3, 40, 7]], [[5], [6]]]}
+        "key_id": "1234567890123456", "drawing": [[[0, 10, 255], [3, 40, 7]], [[5], [6]]]}
 GOOD_RAW = {**GOOD, "drawing": [[[0.5, 10.25, 300.0], [3.0, 40.0, 7.0], [0, 17, 40]]]}
 
 json_values = st.recursive(
