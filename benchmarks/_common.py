@@ -19,8 +19,20 @@ from typing import Any
 
 MB = 1e6  # MB and MB/s are 10^6 bytes throughout
 
-__all__ = ["MB", "best_of", "parse_args_or_run_child", "peak_rss_mb", "print_checks", "run_child", "table",
+__all__ = ["MB", "best_of", "parse_args_or_run_child", "peak_rss_mb", "rss_mb", "print_checks", "run_child", "table",
            "work_dir"]
+
+
+def rss_mb() -> float:
+    """This process's current resident set (VmRSS), in MB (NaN where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return float("nan")
 
 
 def peak_rss_mb() -> float:

@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(HERE) not in sys.path:  # run as a script this is already so; imported from elsewhere it is not
     sys.path.insert(0, str(HERE))
-from _common import MB, parse_args_or_run_child, print_checks, table, work_dir
+from _common import MB, parse_args_or_run_child, print_checks, rss_mb, table, work_dir
 from _common import best_of as _best_of
 from _common import peak_rss_mb as _peak_rss_mb
 from _common import run_child as _run_child
@@ -52,14 +52,6 @@ TARGET_CAP_BYTES = 2 * MB
 # ----------------------------------------------------------------------------------------------- children
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / MB
-    return float("nan")
-
-
 def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     """What notebooks do: json.loads per line into Python lists, one pyarrow.table, one Parquet file."""
     import json as json_mod
@@ -68,7 +60,7 @@ def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     path, out = spec["path"], spec["out"]
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     word, country, stamp, recognized, key_id, drawing = [], [], [], [], [], []
     with open(path, encoding="utf-8") as f:
@@ -118,7 +110,7 @@ def child_fetch(spec: dict[str, Any]) -> dict[str, Any]:
     from quickdraw.pipeline.fetch import FetchOptions, fetch
 
     warm = _warm_kernel(spec["source"])
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     opts = FetchOptions(source=spec["source"], max_per_class=spec.get("max_per_class"))
     t0, c0 = time.perf_counter(), time.process_time()
     res = fetch([WORD], spec["out"], opts, concurrency=1)

@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(HERE) not in sys.path:  # run as a script this is already so; imported from elsewhere it is not
     sys.path.insert(0, str(HERE))
-from _common import MB, best_of, parse_args_or_run_child, peak_rss_mb, print_checks, run_child, table, work_dir
+from _common import MB, best_of, parse_args_or_run_child, peak_rss_mb, print_checks, rss_mb, run_child, table, work_dir
 
 WORD = "cat"
 TARGET_RSS_MB = 500.0
@@ -57,14 +57,6 @@ LONG_LINE_LIMIT = 4 << 20  # quickdraw.sources.ndjson.MAX_LINE_BYTES (not import
 
 
 # ----------------------------------------------------------------------------------------------- children
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / MB
-    return float("nan")
 
 
 class _RssSampler(threading.Thread):
@@ -77,7 +69,7 @@ class _RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.samples.append((time.perf_counter() - self.t0, _rss_mb()))
+            self.samples.append((time.perf_counter() - self.t0, rss_mb()))
             self.done.wait(self.every)
 
     def summary(self, points: int = 12) -> list[list[float]]:
@@ -116,7 +108,7 @@ def child_fetch(spec: dict[str, Any]) -> dict[str, Any]:
         import tracemalloc
 
         tracemalloc.start(8)
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     sampler = _RssSampler()
     sampler.start()
     w0, c0 = time.perf_counter(), time.process_time()
