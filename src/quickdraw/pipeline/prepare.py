@@ -202,14 +202,8 @@ class _ClassData:
 _READ_BATCH_ROWS = 16_384
 
 
-def _class_parts(in_dir: Path, word: str) -> list[Path]:
-    """``class_parts``, which contains every part: a manifest ``parts`` entry such as ``../victim.parquet``, an
-    absolute path, a symlink out of the class folder or a FIFO is an UnsafePathError naming the manifest."""
-    return class_parts(in_dir, word)
-
-
 def _read_class(in_dir: Path, word: str, columns: list[str] | None) -> pa.Table:
-    parts = _class_parts(in_dir, word)
+    parts = class_parts(in_dir, word)  # every part contained (sources.parquet)
     # Single-threaded decode: the writer threads already keep both cores busy.
     tables = [pq.read_table(p, columns=columns, use_threads=False) for p in parts]
     if not tables:
@@ -225,7 +219,7 @@ def _fetch_schema(columns: list[str] | None) -> pa.Schema:
 
 def _iter_drawing_batches(in_dir: Path, word: str) -> Iterator[pa.Array]:
     """The class's ``drawing`` column in source order, ``_READ_BATCH_ROWS`` drawings at a time."""
-    for p in _class_parts(in_dir, word):
+    for p in class_parts(in_dir, word):
         pf = pq.ParquetFile(p)
         try:
             for rb in pf.iter_batches(batch_size=_READ_BATCH_ROWS, columns=["drawing"], use_threads=False):
