@@ -469,18 +469,24 @@ def fetch_class(
         start, read_pos = read_pos, end
         return read_range(fs, path, start, end, url, stop=halt)
 
+    def next_window(grow: int = 1) -> tuple[bytes, bool]:
+        """The next window (the one read ahead, if any) and whether it ends the file; starts the read after it."""
+        nonlocal ahead, bytes_read
+        if halt.is_set():
+            raise FetchStopped(f"{word}: stopped at byte {offset} ({halt.reason})")
+        data = _result(ahead, halt, word) if ahead is not None else read_next(grow)
+        at_eof = read_pos == info.size  # read before the next read-ahead moves read_pos
+        ahead = reader.submit(read_next) if cap is None and not at_eof else None
+        bytes_read += len(data)
+        return data, at_eof
+
     # Raw lines are ~10x larger per drawing than simplified ones, hence their larger limit (sources/raw.py).
     line_limit = 16 * MAX_LINE_BYTES if opts.format == "raw" else MAX_LINE_BYTES
     notify(word, "start", {"bytes": offset, "size": info.size, "accepted": accepted, "status": status})
     try:
         grow = 1
         while offset < info.size and not stopped:
-            if halt.is_set():
-                raise FetchStopped(f"{word}: stopped at byte {offset} ({halt.reason})")
-            data = _result(ahead, halt, word) if ahead is not None else read_next(grow)
-            at_eof = read_pos == info.size  # read before the next read-ahead moves read_pos
-            ahead = reader.submit(read_next) if cap is None and not at_eof else None
-            bytes_read += len(data)
+            data, at_eof = next_window(grow)
             if offset == 0 and not carry and data[:2] == GZIP_MAGIC and opts.format != "binary":
                 # Byte-offset resume cannot work inside a gzip stream, and the public bucket serves plain
                 # text: a gzip file here is a misconfigured mirror, so fail the class instead of guessing.
@@ -507,12 +513,7 @@ def fetch_class(
                 head, size = bytes(view[:QUARANTINE_RAW_BYTES]), n
                 carry = b""
                 while ahead is not None or read_pos < info.size:
-                    if halt.is_set():
-                        raise FetchStopped(f"{word}: stopped at byte {offset} ({halt.reason})")
-                    data = _result(ahead, halt, word) if ahead is not None else read_next()
-                    at_eof = read_pos == info.size
-                    ahead = reader.submit(read_next) if cap is None and not at_eof else None
-                    bytes_read += len(data)
+                    data, at_eof = next_window()
                     nl = data.find(b"\n")
                     if nl >= 0:
                         size += nl + 1
