@@ -20,6 +20,7 @@ from quickdraw.cli.app import app
 from quickdraw.pipeline import fetch as fetch_mod
 from quickdraw.pipeline.fetch import FetchOptions, fetch
 from quickdraw.sources.schema import table_from_records
+from tests.conftest import copy_class_files
 
 runner = CliRunner()
 WORDS = ["cat", "The Eiffel Tower", "monkey"]
@@ -320,3 +321,27 @@ def test_state_naming_a_missing_part_is_discarded(tmp_path: Path, monkeypatch: p
     (out / "cat" / "part-00000.parquet").unlink()  # e.g. a rename lost in a power cut
     assert fetch("cat", out, opts).classes[0].status == "fetched"
     assert dir_bytes(out) == want
+
+
+@pytest.mark.parametrize("cap", [None, 300], ids=["whole-files", "capped"])
+def test_scanner_and_exact_path_write_the_same_bytes(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int | None
+) -> None:
+    """Which ndjson path parses a chunk (the compiled scanner, or the exact one that small chunks take while
+    numba is not loaded) never shows in the output: every file fetch writes is the same, byte for byte, on
+    real drawings and on a corrupt file, through the stage users run."""
+    from quickdraw.sources import ndjson
+
+    src = copy_class_files(shared_data, WORDS, tmp_path / "mirror")
+    blob, _ = _corrupt_file(shared_data)
+    (src / "dog.ndjson").write_bytes(blob)
+    opts = FetchOptions(source=str(src), max_per_class=cap, chunk_bytes=64 << 10)
+    outs = {}
+    for forced in (True, False):
+        monkeypatch.setattr(ndjson, "_use_scanner", lambda n, forced=forced: forced)
+        out = tmp_path / f"out-{forced}"
+        res = fetch([*WORDS, "dog"], out, opts)
+        assert not res.failed, res.to_dict()
+        outs[forced] = dir_bytes(out)
+    assert outs[True] == outs[False]
+    assert "dog/_quarantine.ndjson" in outs[True] and any(k.startswith("monkey/part-") for k in outs[True])

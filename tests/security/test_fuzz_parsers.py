@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +36,11 @@ json_values = st.recursive(
 
 
 @st.composite
-def mutated_lines(draw: Any, base: dict[str, Any]) -> bytes:
-    """Valid records with one field replaced, dropped or added, bytes cut or flipped, or plain garbage."""
+def mutated_lines(draw: Any, base: dict[str, Any], compact: bool = False) -> bytes:
+    """Valid records with one field replaced, dropped or added, bytes cut or flipped, or plain garbage.
+
+    ``compact`` writes them without spaces, the public files' byte shape: only such lines reach the compiled
+    scanner's accepting paths (it refuses any other shape to the exact path)."""
     rec = json.loads(json.dumps(base))
     kind = draw(st.sampled_from(["replace", "drop", "add", "cut", "flip", "garbage", "deep", "good"]))
     if kind == "replace":
@@ -45,7 +49,8 @@ def mutated_lines(draw: Any, base: dict[str, Any]) -> bytes:
         rec.pop(draw(st.sampled_from(sorted(rec))))
     elif kind == "add":
         rec[draw(st.text(max_size=8))] = draw(json_values)
-    line = json.dumps(rec).encode()  # json, not orjson: big integers must be writable too
+    # json, not orjson: big integers must be writable too
+    line = json.dumps(rec, separators=(",", ":") if compact else None).encode()
     if kind == "cut":
         line = line[: draw(st.integers(0, len(line)))]
     elif kind == "flip":
@@ -82,21 +87,41 @@ def _bounded(fn: Any, data: bytes) -> Any:
     return out
 
 
+NDJSON_LINES = mutated_lines(GOOD) | mutated_lines(GOOD, compact=True)
+
+
+@pytest.mark.parametrize("scanner", [True, False], ids=["scanner", "exact"])
 @SETTINGS
-@given(st.lists(mutated_lines(GOOD), min_size=1, max_size=30), st.booleans())
-def test_ndjson_lines(lines: list[bytes], final_newline: bool) -> None:
+@given(st.lists(NDJSON_LINES, min_size=1, max_size=30), st.booleans())
+def test_ndjson_lines(scanner: bool, lines: list[bytes], final_newline: bool) -> None:
     data = b"\n".join(lines) + (b"\n" if final_newline else b"")
-    res = _bounded(lambda: parse_chunk(data, 1, word="cat", at_eof=True, sample=SAMPLE), data)
+    res = _bounded(lambda: parse_chunk(data, 1, word="cat", at_eof=True, sample=SAMPLE, scanner=scanner), data)
     _check(res, sum(1 for x in data.removeprefix(b"\xef\xbb\xbf").split(b"\n") if x.strip()))
     for d in res.table.column("drawing").to_pylist():
         assert sum(d["stroke_len"]) == len(d["x"]) == len(d["y"]) > 0
 
 
+@pytest.mark.parametrize("scanner", [True, False], ids=["scanner", "exact"])
 @SETTINGS
 @given(st.binary(max_size=3000))
-def test_ndjson_any_bytes(data: bytes) -> None:
-    res = _bounded(lambda: parse_chunk(data, 1, word="cat", at_eof=True, sample=SAMPLE), data)
+def test_ndjson_any_bytes(scanner: bool, data: bytes) -> None:
+    res = _bounded(lambda: parse_chunk(data, 1, word="cat", at_eof=True, sample=SAMPLE, scanner=scanner), data)
     assert res.table.num_rows + sum(res.counts().values()) == res.n_lines
+
+
+@SETTINGS
+@given(st.lists(NDJSON_LINES, min_size=1, max_size=30), st.booleans(), st.booleans())
+def test_ndjson_scanner_and_exact_path_agree(lines: list[bytes], final_newline: bool, crlf: bool) -> None:
+    """Small chunks skip the scanner (ndjson.SCANNER_MIN_LINES): the same input must give the same result,
+    row for row and reject for reject, whichever path ran."""
+    data = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if final_newline else b"")
+    fast = parse_chunk(data, 7, word="cat", at_eof=True, sample=SAMPLE, scanner=True)
+    exact = parse_chunk(data, 7, word="cat", at_eof=True, sample=SAMPLE, scanner=False)
+    assert fast.table.equals(exact.table)
+    assert fast.lines.tolist() == exact.lines.tolist()
+    assert [(r.line, r.reason, r.detail, r.raw) for r in fast.rejects] == \
+        [(r.line, r.reason, r.detail, r.raw) for r in exact.rejects]
+    assert fast.counts() == exact.counts() and fast.n_lines == exact.n_lines
 
 
 @SETTINGS

@@ -36,7 +36,7 @@ def line(r: Any) -> bytes:
 def test_fast_path_matches_reference_builder() -> None:
     recs = [rec(i, recognized=bool(i % 2), countrycode=["US", "GB", ""][i % 3]) for i in range(1, 50)]
     data = b"\n".join(line(r) for r in recs) + b"\n"
-    res = parse_chunk(data, 1, word="cat", at_eof=True)
+    res = parse_chunk(data, 1, word="cat", at_eof=True, scanner=True)
     assert res.rejects == []
     assert res.table.equals(table_from_records(recs))
     assert res.table.schema == DRAWING_SCHEMA
@@ -65,12 +65,13 @@ BAD_LINES: list[tuple[bytes, str]] = [
 ]
 
 
+@pytest.mark.parametrize("scanner", [True, False], ids=["scanner", "exact"])
 @pytest.mark.parametrize("raw,reason", BAD_LINES, ids=[r for _, r in BAD_LINES])
-def test_bad_lines_are_quarantined_and_neighbours_kept(raw: bytes, reason: str) -> None:
+def test_bad_lines_are_quarantined_and_neighbours_kept(raw: bytes, reason: str, scanner: bool) -> None:
     assert reason in REASONS
     good1, good2 = rec(1), rec(2)
     data = line(good1) + b"\n" + raw + b"\n" + line(good2) + b"\n"
-    res = parse_chunk(data, 10, word="cat", at_eof=True)
+    res = parse_chunk(data, 10, word="cat", at_eof=True, scanner=scanner)
     assert [(r.line, r.reason) for r in res.rejects] == [(11, reason)]
     assert res.table.column("key_id").to_pylist() == [1, 2]
     assert res.lines.tolist() == [10, 12]
@@ -109,7 +110,7 @@ good_record = st.builds(
 @given(st.lists(good_record, min_size=1, max_size=8))
 def test_property_fast_equals_reference(recs: list[dict[str, Any]]) -> None:
     data = b"\n".join(line(r) for r in recs) + b"\n"
-    res = parse_chunk(data, 1, word="cat", at_eof=True)
+    res = parse_chunk(data, 1, word="cat", at_eof=True, scanner=True)
     assert res.rejects == []
     assert res.table.equals(table_from_records(recs))
 
@@ -141,3 +142,17 @@ def test_fuzz_mutations_never_crash_nor_accept_invalid(r: dict[str, Any], data: 
         assert res.table.equals(table_from_records([obj]))
     elif blob.strip():
         assert verdict is not None
+
+
+def test_small_chunks_skip_the_scanner_until_it_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default path choice: the exact path below SCANNER_MIN_LINES lines (numba costs ~0.5 CPU-s to load,
+    more than the exact path needs for that many), the scanner at or above it, or once it is loaded anyway."""
+    import sys
+
+    from quickdraw.sources import ndjson
+
+    monkeypatch.delitem(sys.modules, "quickdraw.sources._kernel", raising=False)
+    assert not ndjson._use_scanner(ndjson.SCANNER_MIN_LINES - 1)
+    assert ndjson._use_scanner(ndjson.SCANNER_MIN_LINES)
+    monkeypatch.setitem(sys.modules, "quickdraw.sources._kernel", object())
+    assert ndjson._use_scanner(1)

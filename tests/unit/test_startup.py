@@ -102,3 +102,17 @@ def test_verbose_shows_the_traceback_behind_an_error() -> None:
     loud = CliRunner().invoke(app, ["-v", "classes", "no-such-class-qd"])
     assert loud.exit_code == 2 and "Traceback" in loud.output and "UnknownClassError" in loud.output
     CliRunner().invoke(app, ["classes", "mini3"])  # back to quiet for the tests after this one
+
+
+def test_small_capped_fetch_imports_no_numba(tmp_path: Path) -> None:
+    """A first try of the tool (`fetch -n 100`) must not pay ~0.5 CPU-s for numba: chunks that small take the
+    exact parser (ndjson.SCANNER_MIN_LINES), and the binary/raw parsers are imported only for their formats."""
+    from tests.integration.test_fetch import synthetic_ndjson
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(synthetic_ndjson(3000))
+    argv = ["fetch", "--classes", "cat", "--source", str(src), "--out", str(tmp_path / "out"), "-n", "100"]
+    r = _probe(argv, NEVER)
+    assert r["code"] == 0 and r["loaded"] == [], r
+    assert (tmp_path / "out" / "cat" / "_manifest.json").exists()

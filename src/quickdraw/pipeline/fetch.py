@@ -39,9 +39,7 @@ from quickdraw.classes import UnknownClassError, all_classes, resolve_classes
 from quickdraw.errors import BadRecordError, FetchStopped, QuickDrawError, SourceError, UnsafePathError
 from quickdraw.sources.defaults import BINARY_SOURCE, DEFAULT_SOURCE, RAW_SOURCE
 from quickdraw.sources.fs import StopFlag, check_env, class_url, open_source, read_range, stat_object
-from quickdraw.sources.binary import parse_binary_chunk
 from quickdraw.sources.ndjson import MAX_LINE_BYTES, QUARANTINE_RAW_BYTES, QUARANTINE_SAMPLE, Reject, parse_chunk
-from quickdraw.sources.raw import RAW_DRAWING_SCHEMA, parse_raw_chunk
 from quickdraw.sources.schema import DRAWING_SCHEMA, SCHEMA_VERSION
 
 #: Source formats (``FetchOptions.format``): default source URL and file extension of each.
@@ -502,6 +500,8 @@ def fetch_class(
             work[len(carry) : n] = data
             view = memoryview(work)[:n]
             if opts.format == "binary":
+                from quickdraw.sources.binary import parse_binary_chunk  # numba: only for the formats that need it
+
                 # No separator: a chunk ends after the last whole record; the rest is carried to the next read.
                 res, cut = parse_binary_chunk(bytes(view), line, word=word, at_eof=at_eof, sample=QUARANTINE_SAMPLE,
                                               strict_error=strict_error if opts.strict else None)
@@ -546,6 +546,8 @@ def fetch_class(
                 res = parse_chunk(chunk, line, word=word, at_eof=at_eof, sample=QUARANTINE_SAMPLE,
                                   strict_error=strict_error if opts.strict else None)
             elif opts.format == "raw":
+                from quickdraw.sources.raw import parse_raw_chunk
+
                 res = parse_raw_chunk(bytes(chunk), line, word=word, at_eof=at_eof, sample=QUARANTINE_SAMPLE,
                                       strict_error=strict_error if opts.strict else None, simplify=opts.simplify)
             read += res.n_lines
@@ -598,7 +600,11 @@ def fetch_class(
         writer.shutdown(wait=True)
     if not parts:
         # Zero accepted drawings is a valid outcome (e.g. a country filter); keep the schema readable.
-        schema = RAW_DRAWING_SCHEMA if opts.format == "raw" and not opts.simplify else DRAWING_SCHEMA
+        schema = DRAWING_SCHEMA
+        if opts.format == "raw" and not opts.simplify:
+            from quickdraw.sources.raw import RAW_DRAWING_SCHEMA
+
+            schema = RAW_DRAWING_SCHEMA
         _write_part(cdir / "part-00000.parquet", schema.empty_table(), word, url)
         parts.append(_part_entry(cdir, "part-00000.parquet", 0))
 

@@ -14,6 +14,7 @@ A bad record therefore never costs the good records beside it, and tests hold bo
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ import pyarrow as pa
 
 from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array
 
-__all__ = ["ChunkResult", "QUARANTINE_RAW_BYTES", "QUARANTINE_SAMPLE", "Reject", "RejectSink", "check_record",
+__all__ = ["ChunkResult", "QUARANTINE_RAW_BYTES", "QUARANTINE_SAMPLE", "Reject", "RejectSink", "SCANNER_MIN_LINES",
+           "check_record",
            "parse_chunk", "REASONS"]
 
 # Every reason a record can be rejected for; counts in manifests use these keys.
@@ -57,6 +59,12 @@ MAX_POINTS = 65535
 # objects, not two million.
 QUARANTINE_SAMPLE = 100
 QUARANTINE_RAW_BYTES = 4096
+# Below this many lines a chunk takes the exact (orjson) path unless the scanner is already loaded. Loading it
+# costs ~0.5 CPU-s per process (importing numba, then its run-time start: typing and target contexts, the NRT),
+# the time the exact path needs for ~10k lines (~18k lines/s here); so a capped fetch of a few hundred drawings
+# (a user trying the tool, a test) never pays for numba, and a full fetch loads it on its first chunk. Both
+# paths give the same table (tests hold them to it), so which one ran never shows in the output.
+SCANNER_MIN_LINES = 2048
 
 @dataclass
 class Reject:
@@ -271,6 +279,11 @@ def _fast_table(
     return table, refused
 
 
+def _use_scanner(n_lines: int) -> bool:
+    """Whether a chunk of ``n_lines`` lines goes to the compiled scanner (see :data:`SCANNER_MIN_LINES`)."""
+    return n_lines >= SCANNER_MIN_LINES or "quickdraw.sources._kernel" in sys.modules
+
+
 def _line_starts(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mask = _scratch(max(len(buf), 1))[3][: len(buf)]
     np.equal(buf, 10, out=mask)
@@ -290,6 +303,7 @@ def parse_chunk(
     at_eof: bool = False,
     strict_error: Callable[[int, str, str], None] | None = None,
     sample: int | None = None,
+    scanner: bool | None = None,
 ) -> ChunkResult:
     """Parse whole lines of simplified ndjson; ``first_line`` is the 1-based number of the first line.
 
@@ -299,11 +313,18 @@ def parse_chunk(
     ``at_eof`` says the chunk ends the file, so a final line without a newline may be a truncated record.
     ``strict_error(line, reason, detail)`` is called on the first bad record (it is expected to raise).
     Rows come out in line order; bad lines come out as :class:`Reject` with their reason. ``data`` may be a
-    view of a buffer the caller reuses: nothing returned refers to it.
+    view of a buffer the caller reuses: nothing returned refers to it. ``scanner`` forces the compiled scanner
+    (True) or the exact path for every line (False); by default small chunks take the exact path while the
+    scanner is not loaded yet (see :data:`SCANNER_MIN_LINES`). The result is the same either way.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _line_starts(buf)
-    table, refused = _fast_table(buf, starts, ends, word)
+    if scanner is None:
+        scanner = _use_scanner(len(starts))
+    if scanner:
+        table, refused = _fast_table(buf, starts, ends, word)
+    else:
+        table, refused = DRAWING_SCHEMA.empty_table(), np.ones(len(starts), np.bool_)
     lines = np.arange(first_line, first_line + len(starts), dtype=np.int64)
     if not refused.any():
         return ChunkResult(table, lines, [], len(starts), len(starts))
