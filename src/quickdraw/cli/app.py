@@ -21,6 +21,7 @@ from quickdraw.cli import export as export_cmd
 from quickdraw.cli import fetch as fetch_cmd
 from quickdraw.cli import predict as predict_cmd
 from quickdraw.cli import prepare as prepare_cmd
+from quickdraw.cli import serve as serve_cmd
 from quickdraw.cli import show as show_cmd
 from quickdraw.cli import stats as stats_cmd
 from quickdraw.cli import train as train_cmd
@@ -60,6 +61,7 @@ app.add_typer(cache_cmd.app, name="cache")
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(export_cmd.app, name="export")
 
 

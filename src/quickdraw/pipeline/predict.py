@@ -16,6 +16,13 @@ stroke that is not ``[[x...], [y...]]`` of equal length, or a coordinate that is
 ``0..MAX_COORD`` (32767: every delta between two such coordinates fits the int16 stroke-3, so nothing wraps).
 When *every* line is bad there is nothing to show: :func:`predict_records` raises the first line's
 :class:`BadRecordError`.
+
+A drawing may also be *raw* (the bucket's ``full/raw`` layout: strokes ``[[x...], [y...], [t...]]`` with float
+screen coordinates and milliseconds, as the ``quickdraw serve`` canvas captures them). It is checked with
+fetch's raw-record rules and simplified by :func:`simplify_raw_drawing`, i.e. by the very function
+``fetch --format raw --simplify`` uses (:func:`quickdraw.sources.raw.simplify_strokes`), before the steps above,
+so a raw drawing gets the same answer here, from ``fetch --format raw --simplify`` then predict, and from the
+web page.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from quickdraw.strokes import (
 
 __all__ = [
     "MAX_COORD", "MAX_DEPTH", "MAX_LINE_CHARS", "LengthRules", "Prediction", "check_drawing", "classify",
-    "drawing_to_stroke3", "parse_line", "predict_records", "read_ndjson",
+    "drawing_to_stroke3", "is_raw_drawing", "parse_line", "predict_records", "read_ndjson", "simplify_raw_drawing",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,8 +147,9 @@ def _bad_coords(values: list[Any], what: str) -> str | None:
 def check_drawing(drawing: Any, source: str = "<stdin>", n: int = 0) -> list[list[list[int]]]:
     """``drawing`` as ``[[xs, ys], ...]`` of ints if it is a valid drawing, else :class:`BadRecordError`.
 
-    A stroke is ``[[x...], [y...]]`` (a third list, e.g. raw ``t``, is ignored) of equal length; coordinates
-    are whole numbers in ``0..MAX_COORD`` (the simplified data use 0..255).
+    A stroke is ``[[x...], [y...]]`` (a third list, e.g. raw ``t``, is ignored here: :func:`predict_records`
+    simplifies raw drawings first, see :func:`is_raw_drawing`) of equal length; coordinates are whole numbers
+    in ``0..MAX_COORD`` (the simplified data use 0..255).
     """
     if not isinstance(drawing, list):
         raise BadRecordError(source, n, "wrong type", f"drawing is a {type(drawing).__name__}, expected a list")
@@ -229,8 +237,42 @@ class LengthRules:
         )
 
 
+def is_raw_drawing(drawing: Any) -> bool:
+    """Whether ``drawing`` is in the raw layout: some stroke carries a third (``t``) list."""
+    return isinstance(drawing, list) and any(
+        isinstance(s, list) and len(s) == 3 and isinstance(s[2], list) for s in drawing)
+
+
+#: Stand-in metadata, so that a bare raw drawing can be judged by fetch's own raw-record check.
+_RAW_META = {"word": "-", "countrycode": "-", "timestamp": "2017-01-01 00:00:00 UTC", "recognized": True,
+             "key_id": "0"}
+
+
+def simplify_raw_drawing(drawing: Any, source: str = "<stdin>", n: int = 0) -> list[list[list[int]]]:
+    """A raw drawing (``[[x...], [y...], [t...]]`` per stroke, any float coordinates) simplified as
+    ``fetch --format raw --simplify`` does it: checked with :func:`quickdraw.sources.raw.check_raw_record` and
+    put through :func:`quickdraw.sources.raw.simplify_strokes` (align, scale to 0..255, resample, RDP, round).
+    Returns the simplified ``[[xs], [ys]]`` strokes; :class:`BadRecordError` naming the reason otherwise.
+    """
+    # Imported here: numba's import costs ~0.5 s and only raw input needs it.
+    from quickdraw.sources.raw import check_raw_record, simplify_strokes
+
+    verdict = check_raw_record({**_RAW_META, "drawing": drawing})
+    if verdict is not None:
+        raise BadRecordError(source, n, "bad raw drawing", f"{verdict[0]}: {verdict[1]}")
+    xs = [v for s in drawing for v in s[0]]
+    ys = [v for s in drawing for v in s[1]]
+    pts = np.array([len(s[0]) for s in drawing], np.int64)
+    sx, sy, spts = simplify_strokes(np.asarray(xs, np.float64), np.asarray(ys, np.float64), pts,
+                                    np.array([len(drawing)], np.int64))
+    ends = np.cumsum(spts)
+    return [[sx[e - k : e].astype(int).tolist(), sy[e - k : e].astype(int).tolist()] for k, e in zip(spts, ends)]
+
+
 def _encode(drawing: Any, rules: LengthRules, source: str, line: int) -> tuple[np.ndarray | None, str | None]:
     """``(stroke-3 after the length rules, None)``, or ``(None, reason)`` when the rules drop the drawing."""
+    if is_raw_drawing(drawing):
+        drawing = simplify_raw_drawing(drawing, source, line)
     checked = check_drawing(drawing, source, line)
     try:
         seq = drawing_to_stroke3(checked)
