@@ -23,6 +23,7 @@ from quickdraw.cli import predict as predict_cmd
 from quickdraw.cli import prepare as prepare_cmd
 from quickdraw.cli import serve as serve_cmd
 from quickdraw.cli import show as show_cmd
+from quickdraw.cli import sketch as sketch_cmd
 from quickdraw.cli import stats as stats_cmd
 from quickdraw.cli import train as train_cmd
 from quickdraw.cli._common import configure_logging
@@ -63,6 +64,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(export_cmd.app, name="export")
+app.add_typer(sketch_cmd.app, name="sketch")
 
 
 def main() -> None:
