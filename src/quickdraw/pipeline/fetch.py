@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,7 +176,7 @@ class ClassResult:
 class FetchResult:
     """The outcome of a fetch: one :class:`ClassResult` per class, in the order asked."""
 
-    out: Path
+    out: Path | str  # a str for an fsspec URL
     classes: list[ClassResult]
     #: An error no class could get past (no network, a refused connection, access denied, a server that ignores
     #: Range): the fetch stopped at it, and the classes not yet done are ``not_attempted`` or ``stopped``.
@@ -280,6 +280,7 @@ def fetch_class(
     *,
     stop: StopFlag | None = None,
     overwrite: bool = False,
+    on_checkpoint: Callable[[], None] | None = None,
 ) -> ClassResult:
     """Fetch one class into ``out/<word>/``; skips the work if a complete, identical fetch is already there.
 
@@ -291,6 +292,8 @@ def fetch_class(
     folder quickdraw did not create, and :class:`BadRecordError` on the first bad record when ``opts.strict``
     is set. Setting ``stop`` (a :class:`threading.Event`) makes it checkpoint and raise :class:`FetchStopped`
     within a fraction of a second, whatever it is waiting on (a stalled request, a retry's backoff).
+    ``on_checkpoint()`` is called after each durable checkpoint (its parts, quarantine lines and the state
+    file naming them are on disk): the remote-output task uploads them from there.
     """
     t0 = time.monotonic()
     if word not in _class_set():
@@ -423,6 +426,8 @@ def fetch_class(
         parts.extend(done)
         q_bytes += len(blob)
         in_flight.popleft()
+        if on_checkpoint is not None:
+            on_checkpoint()
 
     def checkpoint(final: bool = False) -> None:
         nonlocal buffered, buffered_rows, pending_q, n_parts
@@ -634,6 +639,7 @@ def fetch(
     concurrency: int = 4,
     progress: Progress | None = None,
     overwrite: bool = False,
+    executor: Executor | None = None,
 ) -> FetchResult:
     """Fetch classes (a spec such as ``"animals10"``, a comma list, ``@file``, or a list) into ``out``.
 
@@ -651,11 +657,24 @@ def fetch(
     record raises :class:`BadRecordError`. A ``KeyboardInterrupt`` (Ctrl-C) stops every class within about a
     second, after checkpointing, and is re-raised: the next run resumes and ends byte-identical.
 
+    ``executor`` (any :class:`concurrent.futures.Executor`: a process pool, a Dask cluster's
+    ``Client.get_executor()``) runs one self-contained task per class (:func:`fetch_class_task`); the
+    files are the same bytes as without it, whatever the number of workers and the order they finish in.
+    ``out`` may be an fsspec URL (``gs://bucket/raw``): parts are uploaded as whole objects, each class's
+    manifest last (see :mod:`quickdraw.pipeline._fetch_tasks`).
+
     >>> fetch("animals10", "data/raw", FetchOptions(max_per_class=1000))  # doctest: +SKIP
     """
     opts = options or FetchOptions()
     words = resolve_classes(classes)
     check_env()
+    from quickdraw.sources.remote import is_remote
+
+    if executor is not None or is_remote(out):
+        from quickdraw.pipeline._fetch_tasks import fetch_with_executor
+
+        return fetch_with_executor(words, out, opts, executor, concurrency=concurrency, progress=progress,
+                                   overwrite=overwrite)
     out_path = claim_output(out, "fetch", overwrite=overwrite, adopt=_is_fetch_output)
     with output_lock(out_path, "fetch"):
         return _fetch_locked(words, out_path, opts, concurrency, progress)

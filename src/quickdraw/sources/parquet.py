@@ -25,9 +25,14 @@ MANIFEST = "_manifest.json"
 def fetched_classes(directory: str | Path) -> list[str]:
     """The words under ``directory`` whose class is complete (has ``_manifest.json``), sorted by name.
 
-    Raises ``FileNotFoundError`` if ``directory`` does not exist.
+    Raises ``FileNotFoundError`` if ``directory`` does not exist. ``directory`` may be an fsspec URL
+    (``gs://...``, :mod:`quickdraw.sources.remote`).
     """
-    root = Path(directory)
+    from quickdraw.sources import remote
+
+    if remote.is_remote(directory):
+        return remote.fetched_classes(str(directory))
+    root = remote.local_path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"fetch output directory not found: {root}")
     words = []
@@ -43,8 +48,21 @@ def fetched_classes(directory: str | Path) -> list[str]:
 
 
 def read_class_manifest(directory: str | Path, word: str) -> dict[str, Any]:
-    """The parsed ``_manifest.json`` of one fetched class (``FileNotFoundError`` if the class is incomplete)."""
-    path = Path(directory) / word / MANIFEST
+    """The parsed ``_manifest.json`` of one fetched class (``FileNotFoundError`` if the class is incomplete).
+
+    ``directory`` may be an fsspec URL; the manifest object is read directly.
+    """
+    from quickdraw.sources import remote
+
+    if remote.is_remote(directory):
+        fs, root = remote.output_fs(str(directory))
+        doc = remote.read_json(fs, f"{root}/{word}/{MANIFEST}", f"class {word!r}: manifest")
+        if doc is None:
+            raise FileNotFoundError(f"class {word!r} is not complete in {directory} (no {MANIFEST})")
+        if not isinstance(doc, dict):
+            raise UnsafePathError(f"{directory}/{word}/{MANIFEST} is not a fetch manifest (a JSON object expected)")
+        return doc
+    path = remote.local_path(directory) / word / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"class {word!r} is not complete in {directory} (no {MANIFEST})")
     with open_regular(path, f"class {word!r}: manifest") as f:
