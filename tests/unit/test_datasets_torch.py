@@ -121,3 +121,54 @@ def test_dataloader_with_workers(ds: SequenceDataset) -> None:
     assert got == sorted(zip(ds.lengths.tolist(), ds.labels.tolist()))
     expected = [ds.batch(b)["x"] for b in sampler]
     assert all(torch.equal(x["x"], e) for x, e in zip(batches, expected))
+
+
+# ----------------------------------------------------------------------- distributed sharding (torchrun)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=0, max_size=400),
+    batch_size=st.integers(1, 40),
+    replicas=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    epoch=st.integers(0, 5),
+    drop_last=st.booleans(),
+)
+def test_sampler_shards_across_ranks(lengths: list[int], batch_size: int, replicas: int, seed: int, epoch: int,
+                                     drop_last: bool) -> None:
+    """Per epoch: every rank the same number of batches, disjoint shares of each global batch, every index
+    once over all ranks, and each share within its global batch's (narrow) length range."""
+    lens = np.asarray(lengths, dtype=np.int64)
+
+    def sampler(rank: int, replicas: int = replicas) -> BucketBatchSampler:
+        s = BucketBatchSampler(lens, batch_size, seed=seed, drop_last=drop_last, num_replicas=replicas, rank=rank)
+        s.set_epoch(epoch)
+        return s
+
+    single = sampler(0, 1)
+    glob = single.global_batches()
+    per_rank = [sampler(r).batches() for r in range(replicas)]
+    assert all(len(b) == len(glob) for b in per_rank)  # DDP: the same number of steps everywhere
+    assert all(len(list(sampler(r))) == len(glob) for r in range(replicas))
+    seen: list[int] = []
+    for step, gb in enumerate(glob):
+        shares = [per_rank[r][step] for r in range(replicas)]
+        np.testing.assert_array_equal(np.concatenate(shares), gb)  # the shares partition the global batch
+        sizes = [len(s) for s in shares]
+        assert max(sizes) - min(sizes) <= 1
+        for s in shares:
+            if len(s):  # contiguous in the length-sorted batch: no wider than the batch's own range
+                assert lens[gb].min() <= lens[s].min() and lens[s].max() <= lens[gb].max()
+        seen.extend(np.concatenate(shares).tolist())
+    assert len(seen) == len(set(seen))
+    if not drop_last:
+        assert sorted(seen) == list(range(len(lens)))
+    # deterministic: the same seed and epoch give the same shares; and a single process is unchanged
+    assert all(np.array_equal(a, b) for a, b in zip(per_rank[-1], sampler(replicas - 1).batches(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(single.batches(), glob, strict=True))
+
+
+def test_sampler_rejects_bad_rank() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        BucketBatchSampler([1, 2, 3], 2, num_replicas=2, rank=2)

@@ -465,3 +465,23 @@ def test_evaluate_explicit_other_cache_is_not_swapped_for_stored_path(
     assert locate_cache(_trained_on(v1), "renamed", other) == other / "renamed" / v2.version
     with pytest.raises(QuickDrawError, match="no cache recorded"):
         locate_cache({"cache": {}}, None, root)
+
+
+# ------------------------------------------------------------------------------------ mixed precision
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path: Path) -> None:
+    p = TrainParams(**{**TINY.to_dict(), "epochs": 2, "max_steps_per_epoch": 3, "precision": "bf16"})
+    r = train_on(StandIn(10, 0), StandIn(4, 1), tmp_path / "m", params=p, live_dir=tmp_path / "live")
+    assert r.epochs_run == 2 and np.isfinite(r.history[-1]["val_loss"])
+    model, info = load_checkpoint(r.last_path)
+    assert info["params"]["precision"] == "bf16" and info["world_size"] == 1
+    assert all(t.dtype == torch.float32 for t in model.state_dict().values())  # autocast: fp32 master weights
+
+
+def test_fp16_on_cpu_is_refused_in_one_line(tmp_path: Path) -> None:
+    p = TrainParams(**{**TINY.to_dict(), "precision": "fp16"})
+    with pytest.raises(train_mod.ParamError, match=r"fp16 autocast needs CUDA; use bf16 or fp32"):
+        train_on(StandIn(4, 0), None, tmp_path / "m", params=p, live_dir=tmp_path / "live")
+    with pytest.raises(train_mod.ParamError, match="expected one of fp32, bf16, fp16"):
+        load_params(None, ["train.precision=half"])

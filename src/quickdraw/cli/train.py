@@ -22,7 +22,19 @@ def train(
     """Train the bidirectional GRU classifier on a cache's train split (validated on its val split).
 
     Example: quickdraw train --cache animals10 --out models --params params.yaml --set train.epochs=5
+
+    On several GPUs or processes: torchrun --nproc_per_node=2 -m quickdraw train --cache animals10 --out models
+    (DDP; only rank 0 writes files and prints).
     """
+    import os
+
+    # Under torchrun only rank 0 prints: the other ranks train silently and exit with the same status.
+    rank = os.environ.get("RANK", "0").strip() or "0"
+    if rank != "0":
+        quiet, as_json = True, False
+        import logging
+
+        logging.getLogger("quickdraw").setLevel(logging.WARNING)
     with friendly_errors():
         from quickdraw.pipeline.train import load_params
         from quickdraw.pipeline.train import train as run_train
@@ -33,6 +45,8 @@ def train(
         else:
             with _ProgressBar() as bar:
                 result = run_train(cache, out, params=params, root=cache_root, live_dir=live_dir, progress=bar)
+    if rank != "0":
+        return
     if as_json:
         print_json(result.to_dict())
         return

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from quickdraw.datasets._padding import pad, to_torch
 
-__all__ = ["BucketBatchSampler", "IndexedSequences", "TorchSequenceDataset", "collate_padded"]
+__all__ = ["BucketBatchSampler", "IndexedSequences", "TorchSequenceDataset", "collate_padded", "shard_batch"]
 
 
 class IndexedSequences(Protocol):
@@ -87,6 +87,12 @@ class BucketBatchSampler(Sampler[list[int]]):
     ``batch_size`` neighbouring lengths out of ``bucket_size`` random ones. ``bucket_size`` (default
     ``50 * batch_size``) is rounded up to a multiple of ``batch_size`` so only the final batch can be short.
     ``shuffle=False`` sorts the whole dataset by length (evaluation, minimal padding).
+
+    Distributed (``num_replicas`` > 1, e.g. under torchrun): every rank builds the same global batches
+    from the same seed and epoch and takes its own contiguous share of each (:func:`shard_batch`), so per
+    epoch the ranks see disjoint sets of batches of similar lengths, together every index exactly once,
+    and all ranks the same number of batches (a share may be empty when a global batch has fewer items
+    than ranks; a DDP step must still run on every rank). ``batch_size`` stays the *global* batch.
     """
 
     def __init__(
@@ -97,9 +103,15 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         drop_last: bool = False,
         bucket_size: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}")
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -118,7 +130,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batches(self) -> list[np.ndarray]:
-        """This epoch's batches as index arrays."""
+        """This epoch's batches for this rank as index arrays (all of them in a single process)."""
+        return [shard_batch(b, self.num_replicas, self.rank) for b in self.global_batches()]
+
+    def global_batches(self) -> list[np.ndarray]:
+        """This epoch's global batches (the same on every rank) as index arrays."""
         n = len(self.lengths)
         bs = self.batch_size
         if not self.shuffle:
@@ -141,3 +157,17 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for b in self.batches():
             yield b.tolist()
+
+
+def shard_batch(batch: np.ndarray, num_replicas: int, rank: int) -> np.ndarray:
+    """Rank ``rank``'s contiguous share of one global batch (sizes differ by at most one, larger first).
+
+    Contiguous rather than strided: a bucketed batch is sorted by length, so each share keeps the
+    narrowest length range, i.e. the least padding on its rank. The shares partition the batch.
+    """
+    if num_replicas == 1:
+        return batch
+    n = len(batch)
+    base, extra = divmod(n, num_replicas)
+    lo = rank * base + min(rank, extra)
+    return batch[lo : lo + base + (1 if rank < extra else 0)]

@@ -17,6 +17,7 @@ length and the (exact, packing-free) GRU wastes little work on padding.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
@@ -35,9 +36,12 @@ import yaml
 from torch import nn
 
 from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
+from quickdraw.datasets.torch_data import BucketBatchSampler, shard_batch
 from quickdraw.errors import QuickDrawError
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
 from quickdraw.models.checkpoint import MAX_HIDDEN, MAX_LAYERS
+from quickdraw.pipeline.ddp import DistContext, all_reduce_sums, broadcast_error
+from quickdraw.pipeline.ddp import from_env as ddp_from_env
 from quickdraw.strokes import normalizing_scale
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "TrainResult",
     "Schedule",
     "check_device",
+    "check_precision",
     "check_number",
     "check_param",
     "iter_batches",
@@ -114,6 +119,8 @@ class TrainParams:
     #: Sequences sampled from the train split to estimate the dx, dy scale.
     scale_sample: int = 5000
     device: str = "auto"
+    #: Autocast precision: fp32 (none), bf16 (CUDA or CPU) or fp16 (CUDA only, with a GradScaler).
+    precision: str = "fp32"
     #: torch intra-op threads; None leaves torch's default.
     num_threads: int | None = None
     seed: int = 0
@@ -178,6 +185,7 @@ _RULES: dict[str, tuple[str, float, float, bool, bool, bool]] = {
     "seed": ("int", 0, 2**32 - 1, False, False, False),
 }
 _POOLS = ("last", "mean", "last+mean")
+_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def _show(value: Any) -> str:
@@ -207,6 +215,10 @@ def check_param(key: str, value: Any, where: str = "") -> Any:
         return value
     if key == "device":
         return check_device(value, f"train.{key}", where)
+    if key == "precision":
+        if value not in _PRECISIONS:
+            raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected one of {', '.join(_PRECISIONS)}")
+        return value
     return check_number(f"train.{key}", value, *_RULES[key], where=where)
 
 
@@ -417,6 +429,22 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` on ``device`` (None for fp32); :class:`ParamError` where
+    this project does not support it: fp16 needs CUDA (its GradScaler is a CUDA tool; on CPU fp16 matmuls are
+    slow and unscaled fp16 gradients underflow), bf16 runs on CUDA and CPU (CPU autocast covers the linear
+    and conv layers; the recurrent cells stay fp32), MPS trains in fp32 only."""
+    if precision == "fp32":
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ParamError(f"invalid train.precision = 'fp16' on {device.type}: fp16 autocast needs CUDA; "
+                         "use bf16 or fp32")
+    if precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ParamError(f"invalid train.precision = 'bf16' on {device.type}: bf16 autocast runs on CUDA or CPU "
+                         "here; use fp32")
+    return torch.float16 if precision == "fp16" else torch.bfloat16
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` -> cuda, then mps, then cpu; any other name is checked first (:func:`check_device`)."""
     name = check_device(name)
@@ -486,23 +514,64 @@ def _estimate_xy_scale(ds: SplitLike, subset: np.ndarray, n: int, seed: int) -> 
 
 @torch.no_grad()
 def _validate(
-    model: nn.Module, ds: SplitLike, subset: np.ndarray, batch_size: int, device: torch.device
+    model: nn.Module, ds: SplitLike, subset: np.ndarray, batch_size: int, device: torch.device,
+    dist: DistContext | None = None, autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
+    """Loss, top-1 and top-3 over ``subset``; under DDP each rank takes every N-th batch and the sums are
+    all-reduced, so every rank returns the same numbers (and so takes the same plateau/early-stop decisions)."""
+    dist = dist or DistContext()
     model.eval()
     total_loss, top1, top3, n = 0.0, 0, 0, 0
-    for pos in _bucket_batches(np.asarray(ds.lengths)[subset], batch_size, shuffle=False, seed=0):
+    batches = _bucket_batches(np.asarray(ds.lengths)[subset], batch_size, shuffle=False, seed=0)
+    for pos in batches[dist.rank :: dist.world_size]:
         b = make_batch(ds, subset[pos])
         y = b["labels"].to(device)
-        logits = model(b["x"].to(device), b["lengths"])
+        with _autocast(device, autocast_dtype):
+            logits = model(b["x"].to(device), b["lengths"]).float()
         total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         k = min(3, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         top1 += int((top[:, 0] == y).sum())
         top3 += int((top == y[:, None]).any(1).sum())
         n += len(y)
-    if n == 0:
+    total_loss, top1_f, top3_f, n_f = all_reduce_sums(dist, [total_loss, top1, top3, n], _reduce_device(dist, device))
+    if n_f == 0:
         return {}
-    return {"loss": total_loss / n, "top1": top1 / n, "top3": top3 / n}
+    return {"loss": total_loss / n_f, "top1": top1_f / n_f, "top3": top3_f / n_f}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """``torch.autocast`` for ``dtype``, or a no-op context for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _reduce_device(dist: DistContext, device: torch.device) -> torch.device:
+    # nccl reduces CUDA tensors, gloo CPU tensors.
+    return device if dist.backend == "nccl" else torch.device("cpu")
+
+
+class _NoLive:
+    """Stands in for dvclive's ``Live`` on ranks other than 0 (which write nothing)."""
+
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Ignored."""
+
+    def log_metric(self, name: str, value: float) -> None:
+        """Ignored."""
+
+    def next_step(self) -> None:
+        """Ignored."""
 
 
 def _open_split(cache: str | os.PathLike[str], split: str, root: str | os.PathLike[str] | None) -> Any:
@@ -577,21 +646,55 @@ def train_on(
     live_dir: str | os.PathLike[str] | None = None,
     cache_info: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """The training loop over already-opened splits (what :func:`train` calls after loading the cache)."""
-    from dvclive import Live
+    """The training loop over already-opened splits (what :func:`train` calls after loading the cache).
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this runs DistributedDataParallel: every rank
+    builds the same global batches and trains on its share of each (see :mod:`quickdraw.pipeline.ddp`);
+    only rank 0 writes checkpoints, dvclive files, logs and progress; the result is the same on every rank.
+    """
     p = params or TrainParams()
     p.validate()
     t_start = time.perf_counter()
-    # best.pt/last.pt are replaced and dvclive clears its folder: both only in folders quickdraw owns.
-    out = claim_output(out_dir, "train", adopt=only_names({"best.pt", "last.pt", "dvclive"}), hint=NEW_FOLDER_HINT)
+    device = pick_device(p.device)
+    dist = ddp_from_env(device.type)
+    try:
+        return _train_loop(train_ds, val_ds, out_dir, p, progress, live_dir, cache_info, device, dist, t_start)
+    finally:
+        dist.close()
+
+
+def _train_loop(
+    train_ds: SplitLike, val_ds: SplitLike | None, out_dir: str | os.PathLike[str], p: TrainParams,
+    progress: ProgressCallback | None, live_dir: str | os.PathLike[str] | None, cache_info: dict[str, Any] | None,
+    device: torch.device, dist: DistContext, t_start: float,
+) -> TrainResult:
+    from dvclive import Live
+
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)  # one GPU per process, as torchrun lays them out
+        torch.cuda.set_device(device)
+    if dist.enabled and device.type == "mps":
+        raise ParamError("invalid train.device = 'mps' under torchrun: DDP runs on CUDA (nccl) or CPU (gloo)")
+    amp_dtype = check_precision(p.precision, device)
+    red_dev = _reduce_device(dist, device)
+    info: Callable[..., None] = log.info if dist.is_main else (lambda *a, **k: None)
+    out = Path(out_dir)
     live_path = Path(live_dir) if live_dir is not None else out / "dvclive"
-    claim_output(live_path, "dvclive", adopt=only_names({"metrics.json", "params.yaml", "plots"}), option="--live-dir",
-                 hint=NEW_FOLDER_HINT)
+    error: BaseException | None = None
+    if dist.is_main:
+        try:
+            # best.pt/last.pt are replaced and dvclive clears its folder: both only in folders quickdraw owns.
+            out = claim_output(out_dir, "train", adopt=only_names({"best.pt", "last.pt", "dvclive"}),
+                               hint=NEW_FOLDER_HINT)
+            live_path = Path(live_dir) if live_dir is not None else out / "dvclive"
+            claim_output(live_path, "dvclive", adopt=only_names({"metrics.json", "params.yaml", "plots"}),
+                         option="--live-dir", hint=NEW_FOLDER_HINT)
+        except BaseException as exc:  # noqa: BLE001 - re-raised right below, after telling the other ranks
+            error = exc
+    broadcast_error(dist, error, red_dev)
     _seed_everything(p.seed)
     if p.num_threads:
         torch.set_num_threads(p.num_threads)
-    device = pick_device(p.device)
     classes = list(train_ds.classes)
     if val_ds is not None and list(val_ds.classes) != classes:
         raise ValueError("train and val splits have different class lists")
@@ -603,12 +706,13 @@ def train_on(
         _per_class_subset(np.asarray(val_ds.labels), p.max_val_per_class, p.seed + 1)
         if val_ds is not None else np.zeros(0, dtype=np.int64)
     )
-    if len(val_idx) == 0:
+    if len(val_idx) == 0 and dist.is_main:
         log.warning("no validation data: early stopping and best.pt follow the training loss")
     train_lengths = np.asarray(train_ds.lengths)[train_idx]
     plan = plan_schedule(len(train_idx), p)
-    log.info("schedule: batch %d, %d steps an epoch, %d epochs at most (patience %d), %d warm-up steps",
-             plan.batch_size, plan.steps_per_epoch, plan.epochs, plan.patience, plan.warmup_steps)
+    info("schedule: batch %d, %d steps an epoch, %d epochs at most (patience %d), %d warm-up steps%s",
+         plan.batch_size, plan.steps_per_epoch, plan.epochs, plan.patience, plan.warmup_steps,
+         f"; global batch split over {dist.world_size} ranks ({dist.backend})" if dist.enabled else "")
 
     # The cache records the train split's dx/dy std; estimating it here is the fallback for other sources.
     scale = float((cache_info or {}).get("norm_scale") or 0) or _estimate_xy_scale(
@@ -618,59 +722,77 @@ def train_on(
         n_classes=len(classes), hidden=p.hidden, layers=p.layers, dropout=p.dropout, xy_scale=scale, pool=p.pool
     )
     model = GRUClassifier(config).to(device)
-    log.info("training %d sequences (%d classes) on %s, xy_scale=%.3f, %d parameters", len(train_idx),
-             len(classes), device, scale, sum(t.numel() for t in model.parameters()))
+    n_parameters = sum(t.numel() for t in model.parameters())
+    info("training %d sequences (%d classes) on %s, xy_scale=%.3f, %d parameters", len(train_idx),
+         len(classes), device, scale, n_parameters)
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
+    net: nn.Module = model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=p.plateau_factor, patience=p.plateau_patience, min_lr=p.min_lr
     )
-    criterion = nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
+    scaler = torch.amp.GradScaler(device.type, enabled=p.precision == "fp16")
     ckpt_info = {"classes": classes, "cache": cache_info or {}, "params": p.to_dict(),
-                 "schedule": dataclasses.asdict(plan)}
+                 "schedule": dataclasses.asdict(plan), "world_size": dist.world_size}
+    sampler = BucketBatchSampler(train_lengths, plan.batch_size, shuffle=True, seed=p.seed, drop_last=False)
 
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_metrics, bad_epochs = math.inf, 0, {}, 0
     global_step, stopped_early, epoch = 0, False, 0
-    with Live(dir=str(live_path), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+    train_seconds, train_seen = 0.0, 0.0
+    live_cm: Any = Live(dir=str(live_path), save_dvc_exp=False, dvcyaml=None, report=None) if dist.is_main else _NoLive()
+    with live_cm as live:
         live.log_params({k: v for k, v in p.to_dict().items() if v is not None})
         live.log_params({f"schedule.{k}": v for k, v in dataclasses.asdict(plan).items()})
+        live.log_params({"world_size": dist.world_size})
         for epoch in range(1, plan.epochs + 1):
             t0 = time.perf_counter()
-            model.train()
-            batches = _bucket_batches(train_lengths, plan.batch_size, shuffle=True, seed=p.seed, epoch=epoch)
+            net.train()
+            sampler.set_epoch(epoch)
+            batches = sampler.global_batches()
             if p.max_steps_per_epoch is not None:
                 batches = batches[: p.max_steps_per_epoch]
-            if progress:
+            if progress and dist.is_main:
                 progress(ProgressEvent("epoch_start", epoch, plan.epochs, 0, len(batches)))
             loss_sum, seen = 0.0, 0
-            for step, pos in enumerate(batches, 1):
+            for step, gpos in enumerate(batches, 1):
                 if global_step < plan.warmup_steps:
                     for g in opt.param_groups:
                         g["lr"] = p.lr * (global_step + 1) / plan.warmup_steps
-                b = make_batch(train_ds, train_idx[pos])
-                y = b["labels"].to(device)
-                loss = criterion(model(b["x"].to(device), b["lengths"]), y)
+                loss, part_sum, n_mine = _step_loss(net, train_ds, train_idx, gpos, dist, p, device, amp_dtype)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if p.clip > 0:
+                    scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(model.parameters(), p.clip)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 global_step += 1
-                loss_sum += float(loss.detach()) * len(y)
-                seen += len(y)
-                if progress:
-                    progress(ProgressEvent("step", epoch, plan.epochs, step, len(batches), float(loss.detach())))
+                loss_sum += part_sum
+                seen += n_mine
+                if progress and dist.is_main:
+                    shown = part_sum / n_mine if n_mine else float("nan")
+                    progress(ProgressEvent("step", epoch, plan.epochs, step, len(batches), shown))
 
-            train_loss = loss_sum / max(seen, 1)
-            val = _validate(model, val_ds, val_idx, 2 * plan.batch_size, device) if len(val_idx) else {}
+            loss_sum, seen_all = all_reduce_sums(dist, [loss_sum, seen], red_dev)
+            epoch_seconds = time.perf_counter() - t0
+            train_loss = loss_sum / max(seen_all, 1)
+            val = (_validate(model, val_ds, val_idx, 2 * plan.batch_size, device, dist, amp_dtype)
+                   if val_ds is not None and len(val_idx) else {})
             monitor = val.get("loss", train_loss)
             lr_now = opt.param_groups[0]["lr"]
             # Plateau decisions only make sense once warm-up has handed the lr back to the schedule.
             if global_step >= plan.warmup_steps:
                 plateau.step(monitor)
+            train_seconds += epoch_seconds
+            train_seen += seen_all
             row = {"epoch": epoch, "train_loss": train_loss, "lr": lr_now,
-                   "seconds": time.perf_counter() - t0, "train_seq_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+                   "seconds": time.perf_counter() - t0, "train_seq_per_s": seen_all / max(epoch_seconds, 1e-9)}
             row.update({f"val_{k}": v for k, v in val.items()})
             history.append(row)
             live.log_metric("train/loss", train_loss)
@@ -683,26 +805,60 @@ def train_on(
             if improved:
                 best_loss, best_epoch, bad_epochs = monitor, epoch, 0
                 best_metrics = {k: v for k, v in row.items() if k.startswith(("val_", "train_loss"))}
-                save_checkpoint(out / "best.pt", model, **ckpt_info, epoch=epoch, metrics=row)
+                if dist.is_main:
+                    save_checkpoint(out / "best.pt", model, **ckpt_info, epoch=epoch, metrics=row)
             else:
                 bad_epochs += 1
-            save_checkpoint(out / "last.pt", model, **ckpt_info, epoch=epoch, metrics=row)
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
-            if progress:
+            if dist.is_main:
+                save_checkpoint(out / "last.pt", model, **ckpt_info, epoch=epoch, metrics=row)
+            info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+            if progress and dist.is_main:
                 progress(ProgressEvent("epoch_end", epoch, plan.epochs, len(batches), len(batches), train_loss, row))
             live.next_step()
+            # Every rank holds the same reduced monitor, so every rank stops at the same epoch.
             if bad_epochs >= plan.patience:
                 stopped_early = True
-                log.info("early stop: no better validation loss for %d epochs", bad_epochs)
+                info("early stop: no better validation loss for %d epochs", bad_epochs)
                 break
         # metrics.json otherwise holds only the last epoch; dvc exp show should also see the kept model's.
         live.summary["best"] = {"epoch": best_epoch, **best_metrics}
+        # What a sweep compares besides accuracy (dvc exp show reads them from dvclive/metrics.json).
+        live.summary["model"] = {"n_parameters": n_parameters}
+        live.summary["speed"] = {"train_seq_per_s": train_seen / max(train_seconds, 1e-9),
+                                 "wall_seconds": time.perf_counter() - t_start, "world_size": dist.world_size}
+    dist.barrier()  # the other ranks return only once rank 0 has written everything
 
     return TrainResult(
         out_dir=out, best_path=out / "best.pt", last_path=out / "last.pt", best_epoch=best_epoch,
         epochs_run=epoch, stopped_early=stopped_early, best_metrics=best_metrics, history=history,
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _step_loss(
+    net: nn.Module, ds: SplitLike, train_idx: np.ndarray, gpos: np.ndarray, dist: DistContext, p: TrainParams,
+    device: torch.device, amp_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, float, int]:
+    """This rank's share of one global batch: ``(loss to backpropagate, sum of its losses, its size)``.
+
+    The loss is this rank's *sum* of per-drawing losses times ``world_size / global batch size``: DDP averages
+    gradients over the ranks, so the step follows the gradient of the global batch's mean loss exactly, even
+    when the shares differ in size (a single process gets the plain mean). A rank whose share is empty
+    (a last global batch smaller than the number of ranks) still runs forward and backward, on one
+    drawing with weight 0, because every rank must join DDP's gradient all-reduce.
+    """
+    mine = shard_batch(gpos, dist.world_size, dist.rank)
+    weight = dist.world_size / len(gpos)
+    n_mine = len(mine)
+    if n_mine == 0:
+        mine, weight = gpos[:1], 0.0
+    b = make_batch(ds, train_idx[mine])
+    y = b["labels"].to(device)
+    with _autocast(device, amp_dtype):
+        logits = net(b["x"].to(device), b["lengths"])
+    losses = nn.functional.cross_entropy(logits.float(), y, reduction="none", label_smoothing=p.label_smoothing)
+    total = losses.sum()
+    return total * weight, float(total.detach()) if n_mine else 0.0, n_mine
 
 
 def iter_batches(ds: SplitLike, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
