@@ -63,6 +63,15 @@ def test_help_and_classes_import_no_heavy_library(argv: list[str]) -> None:
     assert r["code"] == 0 and r["loaded"] == [], r
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["fetch", "--help"], ["cache", "--help"], ["cache", "build", "--help"],
+                                  ["export", "--help"], ["train", "--help"]])
+def test_help_renders_without_rich(argv: list[str]) -> None:
+    # Typer renders help through rich unless the app says rich_markup_mode=None; that import is ~0.12 CPU-s,
+    # half of what `quickdraw --help` would cost. Errors and tables still use rich, made on first use.
+    r = _probe(argv, {"rich"})
+    assert r["code"] == 0 and r["loaded"] == [], r
+
+
 def test_cache_ls_and_stats_import_no_numba_torch_matplotlib(tmp_path: Path) -> None:
     strokes = write_synthetic_strokes(tmp_path / "strokes", ("cat", "dog"), 6, seed=1)
     root = tmp_path / "cache"

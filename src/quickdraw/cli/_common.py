@@ -12,15 +12,31 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use. Importing rich's console costs ~20 ms and ``--help`` (which Typer
+    renders without rich here, see ``cli.app``) never prints through one, so it is not made at import."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return getattr(self._console, name)
+
+
 # Human output goes to stderr so that `--json` leaves stdout holding one JSON document and nothing else.
-console = Console(stderr=True)
-out_console = Console()
+console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
+out_console: Console = _LazyConsole()  # type: ignore[assignment]
 
 
 # Libraries that log retries, connection resets and their own tracebacks at WARNING/INFO: a user sees their
@@ -69,6 +85,8 @@ def lit(value: Any) -> str:
     Every value that comes from data (class names, paths, country codes, error messages) goes through this
     before it is put in a markup string or a table cell.
     """
+    from rich.markup import escape
+
     return escape(str(value))
 
 

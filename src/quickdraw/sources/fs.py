@@ -6,7 +6,6 @@ The GCS endpoint can be pointed at a mirror or an emulator with ``QUICKDRAW_GCS_
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import errno
 import logging
@@ -409,6 +408,8 @@ def _call(fs: fsspec.AbstractFileSystem, method: str, path: str, deadline: float
     """
     if not getattr(fs, "async_impl", False):
         return getattr(fs, method)(path, **kwargs)
+    import asyncio  # here, not at the top: only async filesystems need it, and it costs ~35 ms to import
+
     coro = getattr(fs, "_" + method)(path, **kwargs)
     fut = asyncio.run_coroutine_threadsafe(
         asyncio.wait_for(coro, timeout=max(0.05, deadline - time.monotonic())), fs.loop)
