@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from quickdraw.cli._common import console, friendly_errors, is_verbose, lit, print_json
+from quickdraw.parallel import SCHEDULER_ENV
 from quickdraw.sources.defaults import DEFAULT_SOURCE
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ MAX_FAILED_LINES = 10  # more failed classes than this are summed up in one line
 
 def fetch(
     classes: str = typer.Option("animals10", "--classes", "-c", help="Preset (animals10, all, ...), comma list, or @file."),
-    out: Path = typer.Option(Path("data/raw"), "--out", "-o", help="Output folder: one sub-folder of Parquet parts per class."),
+    out: str = typer.Option("data/raw", "--out", "-o", help="Output folder (or an fsspec URL: gs://bucket/raw, s3://..., file://...): one sub-folder of Parquet parts per class."),
     source: str = typer.Option(None, "--source", help=f"Any fsspec URL holding <word>.ndjson (or .bin) files (gs://, https://, a local folder). Default: {DEFAULT_SOURCE}, or full/binary, full/raw for those formats."),
     format: str = typer.Option("ndjson", "--format", help="Source format: ndjson (simplified), binary (full/binary/<word>.bin) or raw (full/raw, with timing)."),
     simplify: bool = typer.Option(False, "--simplify", help="With --format raw: apply the published simplification (0-255, RDP 2.0) and write the standard schema."),
@@ -33,6 +34,7 @@ def fetch(
     concurrency: int = typer.Option(4, "--concurrency", "-j", min=1, help="Classes fetched at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON document on stdout."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing folder that quickdraw did not create (files it did not write are still left alone)."),
+    scheduler: str = typer.Option(None, "--scheduler", help=f"Run the classes on a Dask cluster: tcp://HOST:8786 or a scheduler file (default: ${SCHEDULER_ENV}; unset: this machine)."),
 ) -> None:
     """Stream Quick, Draw! classes from the public bucket into Parquet (resumable, re-runs are no-ops).
 
@@ -41,11 +43,15 @@ def fetch(
     Other formats: quickdraw fetch --classes cat --format binary --out data/bin;
     quickdraw fetch --classes cat --format raw [--simplify] --out data/rawtiming
 
+    On a Dask cluster (workers must reach --source and --out, e.g. a bucket or a shared folder):
+    QUICKDRAW_SCHEDULER=tcp://HOST:8786 quickdraw fetch --classes all --out gs://my-bucket/raw
+
     GCS endpoint override (a mirror or an emulator): QUICKDRAW_GCS_ENDPOINT=http://127.0.0.1:4443.
     Ctrl-C stops within a second or two (exit 130); the same command then resumes where it stopped.
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+    from quickdraw.parallel import cluster_executor
     from quickdraw.pipeline.fetch import fetch as fetch_lib
 
     if not is_verbose():
@@ -82,8 +88,9 @@ def fetch(
             bars.update(tasks[word], completed=info.get("bytes", 0), **fields)
 
     try:
-        with friendly_errors(out), bars:
-            result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress, overwrite=overwrite)
+        with friendly_errors(out), bars, cluster_executor(scheduler) as executor:
+            result = fetch_lib(classes, out, opts, concurrency=concurrency, progress=on_progress, overwrite=overwrite,
+                               executor=executor)
     except KeyboardInterrupt:
         # The library has already stopped every class at a checkpoint; say so in one line, exit as shells expect.
         console.print("[bold yellow]interrupted:[/] fetch stopped; what was written is kept, and running the same "
@@ -101,7 +108,7 @@ def fetch(
         raise typer.Exit(1)
 
 
-def _print_summary(result: FetchResult, out: Path) -> None:
+def _print_summary(result: FetchResult, out: str) -> None:
     """The per-class table, narrow enough for 80 columns: long class names wrap, and the per-reason reject
     counts go on lines of their own below it."""
     from rich import box

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,14 +368,14 @@ def _sequence_array(steps: npt.NDArray[np.int16], offsets: npt.NDArray[np.int64]
 class _ShardWriter:
     """Writes ``<out>/<fmt>/<split>/part-NNNNN.parquet`` via ``.incomplete`` files, rolling over at PART_ROWS."""
 
-    def __init__(self, out_dir: Path, fmt: str, split: str, metadata: dict[str, Any]) -> None:
+    def __init__(self, out_dir: Path, fmt: str, split: str, metadata: dict[str, Any], first_part: int = 0) -> None:
         self.dir = out_dir / fmt / split
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fmt, self.split = fmt, split
         self.schema = output_schema(fmt).with_metadata({"quickdraw": json.dumps(metadata, sort_keys=True)})
         self.files: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
-        self._part = 0
+        self._part = first_part  # a task writing one part of a split (pipeline/_prepare_tasks.py) starts there
         self._rows = 0
         self._open()
 
@@ -475,6 +475,7 @@ def prepare(
     normalize: bool = False,
     progress: ProgressCallback | None = None,
     overwrite: bool = False,
+    executor: Executor | None = None,
 ) -> PrepareResult:
     """Turn fetched drawings into stroke-3/stroke-5 shards per split (docs/FORMATS.md section 2).
 
@@ -493,10 +494,22 @@ def prepare(
         normalize: also compute Sketch-RNN's scale factor (std of dx, dy over the train split) and store it as
             ``scale`` in the metadata; the int16 data are never rescaled. Costs a second pass over the input.
         progress: ``progress(done, total, word)`` after each class.
+        executor: any :class:`concurrent.futures.Executor` (a process pool, a Dask cluster's
+            ``Client.get_executor()``): the per-class scan and the per-shard writes run as self-contained tasks
+            on it (:mod:`quickdraw.pipeline._prepare_tasks`); the files are byte-identical to a run without it.
+            ``in_dir`` and ``out_dir`` may be fsspec URLs (``gs://...``); then the task path is used too.
 
     Duplicated key ids are dropped (first occurrence kept: class-list order, then source order).
     Raises :class:`PrepareError` for missing classes or bad parameters.
     """
+    from quickdraw.sources.remote import is_remote
+
+    if executor is not None or is_remote(in_dir) or is_remote(out_dir):
+        from quickdraw.pipeline._prepare_tasks import prepare_with_executor
+
+        return prepare_with_executor(in_dir, out_dir, executor, classes=classes, min_len=min_len, max_len=max_len,
+                                     on_long=on_long, fractions=fractions, seed=seed, formats=formats,
+                                     normalize=normalize, progress=progress, overwrite=overwrite)
     in_path, out_path = Path(in_dir), Path(out_dir)
     fr = _check_fractions(fractions)
     bad = [f for f in formats if f not in FORMATS]
@@ -602,7 +615,8 @@ def prepare(
         return result
 
 
-def _write_class(cd: _ClassData, fmt: str, writers: dict[tuple[str, str], _ShardWriter]) -> None:
+def _write_class(cd: _ClassData, fmt: str, writers: dict[tuple[str, str], _ShardWriter],
+                 splits: Sequence[str] = SPLITS) -> None:
     """Write one class's rows of format ``fmt`` to the split shards, building one row group at a time.
 
     Each table handed to the writer is exactly one row group (``ROW_GROUP_ROWS`` rows, counted from the
@@ -614,6 +628,8 @@ def _write_class(cd: _ClassData, fmt: str, writers: dict[tuple[str, str], _Shard
     label = pa.array(np.full(min(n, ROW_GROUP_ROWS), cd.label, dtype=np.int32))
     extra = 1 if fmt == "stroke5" else 0
     for i, split in enumerate(SPLITS):
+        if split not in splits:
+            continue
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         writer = writers[(fmt, split)]
         writer.start_class()
