@@ -30,7 +30,7 @@ def _human(n: int) -> str:
 
 @app.command("build")
 def build(
-    in_dir: Path = typer.Option(..., "--in", help="The prepare stage's output (holds stroke3/, stroke5/)."),
+    in_dir: str = typer.Option(..., "--in", help="The prepare stage's output (holds stroke3/, stroke5/): a folder or an fsspec URL (gs://..., s3://...)."),
     name: str = typer.Option(..., "--name", help="Dataset name, e.g. animals10."),
     root: Path = typer.Option(None, "--root", help=_ROOT_HELP),
     formats: str = typer.Option(
@@ -41,6 +41,8 @@ def build(
     """Build the cache version of prepare's shards (a no-op when it exists) and make it LATEST.
 
     Example: quickdraw cache build --in data/strokes --name animals10 --json
+
+    From remote shards (downloaded to $TMPDIR, cached locally): quickdraw cache build --in gs://b/strokes --name all
     """
     from quickdraw.cache import cache_root
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import typer
 
 from quickdraw.cli._common import console, friendly_errors, lit, out_console, print_json, table
+from quickdraw.parallel import SCHEDULER_ENV
 
 
 def _parse_fractions(text: str) -> tuple[float, float, float]:
@@ -20,8 +20,8 @@ def _parse_fractions(text: str) -> tuple[float, float, float]:
 
 
 def prepare(
-    in_dir: Path = typer.Option(..., "--in", help="Fetch output directory (one folder per class)."),
-    out_dir: Path = typer.Option(..., "--out", help="Output directory for stroke3/, stroke5/ and _manifest.json."),
+    in_dir: str = typer.Option(..., "--in", help="Fetch output directory (one folder per class), or an fsspec URL (gs://...)."),
+    out_dir: str = typer.Option(..., "--out", help="Output directory for stroke3/, stroke5/ and _manifest.json, or an fsspec URL."),
     classes: str = typer.Option(None, "--classes", help="Class spec (preset, comma list, @file); default: every fetched class."),
     min_len: int = typer.Option(6, "--min-len", min=0, max=65535, help="Drop drawings with fewer stroke-3 steps (points)."),
     max_len: int = typer.Option(250, "--max-len", min=1, max=65535, help="Longest stroke-3 sequence kept (stroke-5 adds one end step)."),
@@ -32,13 +32,17 @@ def prepare(
     normalize: bool = typer.Option(False, "--normalize", help="Store Sketch-RNN's scale factor (train std of dx, dy) in the metadata."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing folder that quickdraw did not create."),
+    scheduler: str = typer.Option(None, "--scheduler", help=f"Run the work on a Dask cluster: tcp://HOST:8786 or a scheduler file (default: ${SCHEDULER_ENV}; unset: this machine)."),
 ) -> None:
     """Turn fetched drawings into stroke-3/stroke-5 Parquet shards with length rules and train/val/test splits.
 
     Example: quickdraw prepare --in data/raw --out data/strokes --max-len 250 --on-long truncate --fractions 0.8,0.1,0.1
+
+    On a Dask cluster: QUICKDRAW_SCHEDULER=tcp://HOST:8786 quickdraw prepare --in gs://b/raw --out gs://b/strokes
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from quickdraw.parallel import cluster_executor
     from quickdraw.pipeline.prepare import prepare as run_prepare
 
     fr = _parse_fractions(fractions)
@@ -55,7 +59,7 @@ def prepare(
             console=console,
             disable=not console.is_terminal,
             transient=True,
-        ) as bar:
+        ) as bar, cluster_executor(scheduler) as executor:
             task = bar.add_task("", total=None)
 
             def on_progress(done: int, total: int, word: str) -> None:
@@ -74,6 +78,7 @@ def prepare(
                 normalize=normalize,
                 progress=on_progress,
                 overwrite=overwrite,
+                executor=executor,
             )
     if as_json:
         print_json(result.to_dict())

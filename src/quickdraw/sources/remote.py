@@ -37,6 +37,8 @@ from quickdraw.sources.defaults import ENDPOINT_ENV, TOKEN_ENV
 __all__ = ["claim_remote", "download", "is_remote", "local_path", "output_fs", "read_json", "remote_lock",
            "remove_owned", "stage_class", "upload"]
 
+#: A fetched class is complete once this object exists (docs/FORMATS.md section 1; sources/parquet.py).
+MANIFEST = "_manifest.json"
 #: fetch and prepare manifests are small; anything larger is not one of ours.
 MAX_JSON_BYTES = 64 << 20
 
@@ -198,8 +200,6 @@ def stage_class(url: str, word: str, dest: Path) -> Path:
     """Download one complete fetched class (its manifest and the parts it lists) from ``url/<word>/`` into
     ``dest/<word>/``, so that the local readers (:mod:`quickdraw.sources.parquet`) read it as they read a
     local fetch output. Part names come from data, so each must be a plain ``part-*.parquet`` name."""
-    from quickdraw.sources.parquet import MANIFEST
-
     fs, root = output_fs(url)
     cdir = dest / word
     cdir.mkdir(parents=True, exist_ok=True)
@@ -219,8 +219,6 @@ def stage_class(url: str, word: str, dest: Path) -> Path:
 
 def fetched_classes(url: str) -> list[str]:
     """The words under ``url`` whose class is complete (has a manifest object), sorted by name."""
-    from quickdraw.sources.parquet import MANIFEST
-
     fs, root = output_fs(url)
     if not fs.exists(root):
         raise FileNotFoundError(f"fetch output not found: {url}")
