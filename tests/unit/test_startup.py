@@ -57,7 +57,8 @@ def test_importing_the_app_is_light() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["classes"], ["classes", "animals10"], ["classes", "--json"],
-                                  ["cache", "--help"], ["stats", "--help"], ["fetch", "--help"]])
+                                  ["cache", "--help"], ["stats", "--help"], ["fetch", "--help"],
+                                  ["sketch", "--help"], ["sketch", "train", "--help"], ["sketch", "sample", "--help"]])
 def test_help_and_classes_import_no_heavy_library(argv: list[str]) -> None:
     r = _probe(argv, NEVER | DATA)
     assert r["code"] == 0 and r["loaded"] == [], r
