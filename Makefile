@@ -11,6 +11,8 @@ $(BIN)/quickdraw: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# Compile and cache the ndjson scanner now (numba, ~3 CPU-s), so the user's first fetch is as fast as the next.
 	$(BIN)/python -c "import quickdraw.sources._kernel"
+	# The raw path's kernels (simplification, raw scanner) likewise, for the first `fetch --format raw`.
+	$(BIN)/python -c "import quickdraw.sources._raw_kernel"
 	@touch $@
 
 venv: $(BIN)/quickdraw

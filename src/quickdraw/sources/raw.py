@@ -5,25 +5,22 @@ A raw record is a simplified record whose strokes carry three lists, ``[[x...], 
 coordinates (floats, any range) and milliseconds since the first point. Two outputs:
 
 * :data:`RAW_DRAWING_SCHEMA` keeps everything: x and y as float32 (the public values are float32 printed as
-  doubles, so nothing is lost) and t as int32 milliseconds (docs/FORMATS.md section 1, "raw variant"), in
+  doubles; a few percent are not exactly float32 and are rounded to it, see docs/FORMATS.md) and t as int32 milliseconds (docs/FORMATS.md section 1, "raw variant"), in
   the same flat per-drawing layout as the standard schema: :data:`RAW_DRAWING_TYPE` is
   ``struct<x: list<float32>, y: list<float32>, t: list<int32>, stroke_len: list<uint16>>``, all points of
   the drawing back to back and the number of points of each stroke;
-* :func:`simplify_drawings` applies the simplification the Quick, Draw! README publishes and gives the
-  standard :data:`~quickdraw.sources.schema.DRAWING_SCHEMA`:
+* :func:`simplify_drawings` applies Google's simplification and gives the standard
+  :data:`~quickdraw.sources.schema.DRAWING_SCHEMA`: align to the top-left corner, scale the larger extent to
+  255, resample every stroke at 1 px, Ramer-Douglas-Peucker with epsilon 2.0, round half to even. The exact
+  arithmetic (found by measurement; Google did not publish their code) is in
+  :mod:`quickdraw.sources._raw_kernel`: on the 3,132 shared drawings with both a raw and a simplified twin,
+  3,131 come out identical point for point (docs/FORMATS.md).
 
-  1. align the drawing to the top-left corner (subtract the minimum x and y);
-  2. scale uniformly so that the larger extent becomes 255 (the aspect ratio is kept);
-  3. resample every stroke at 1 px spacing along its length;
-  4. Ramer-Douglas-Peucker with epsilon 2.0 per stroke, then round to integers.
-
-Google did not publish their code, so the result is close to but not always identical with the simplified
-files; docs/FORMATS.md reports how close on the 3,132 shared drawings (same key_id in raw and simplified).
-
-Parsing uses orjson line by line (raw files are ~10x larger per drawing and float-heavy; the fast integer
-scanner of the simplified path does not apply), and simplification is one compiled pass over flat arrays.
-No library was used for RDP: ``rdp`` on PyPI is pure Python per point (far too slow for 100k drawings) and
-a native package would add a dependency for thirty lines of numba.
+Parsing: a compiled scanner (:func:`quickdraw.sources._raw_kernel.scan_raw_lines`) reads lines of exactly the
+public layout into flat arrays; every line it refuses takes the exact path (orjson + :func:`check_raw_record`,
+the definition of validity), so quarantine reasons are the exact path's. No library was used for RDP:
+``rdp`` on PyPI is pure Python per point (far too slow for 100k drawings); its distance and tie-breaking are
+reproduced in the kernel.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -51,7 +47,6 @@ RAW_DRAWING_SCHEMA = pa.schema(
     + [pa.field("drawing", RAW_DRAWING_TYPE, nullable=False)]
 )
 
-EPSILON = 2.0  # RDP tolerance of the published simplification, in px of the 0..255 frame
 # Raw coordinates are screen pixels (the public files stay within a few thousand). Anything beyond this is
 # a broken or hostile record: it would overflow float32 (1e39 -> inf) or make the simplification's extent
 # meaningless (1e300 -> negative array sizes), so it is rejected as out_of_range instead.
@@ -153,183 +148,31 @@ def raw_table(records: list[dict[str, Any]], word: str) -> pa.Table:
 # --------------------------------------------------------------------------------------------- simplify
 
 
-@numba.njit(cache=True, nogil=True)
-def _rdp(px, py, n, eps, keep, stack):  # type: ignore[no-untyped-def]
-    # Iterative Ramer-Douglas-Peucker over px[:n], py[:n]: marks kept points in keep[:n].
-    for i in range(n):
-        keep[i] = False
-    keep[0] = True
-    keep[n - 1] = True
-    top = 0
-    stack[0, 0] = 0
-    stack[0, 1] = n - 1
-    top = 1
-    while top > 0:
-        top -= 1
-        a = stack[top, 0]
-        b = stack[top, 1]
-        if b - a < 2:
-            continue
-        ax, ay = px[a], py[a]
-        dx, dy = px[b] - ax, py[b] - ay
-        seg = math.sqrt(dx * dx + dy * dy)
-        best = -1.0
-        idx = -1
-        for i in range(a + 1, b):
-            if seg > 0.0:
-                d = abs(dy * px[i] - dx * py[i] + px[b] * ay - py[b] * ax) / seg
-            else:
-                d = math.sqrt((px[i] - ax) ** 2 + (py[i] - ay) ** 2)
-            if d > best:
-                best = d
-                idx = i
-        if best > eps:
-            keep[idx] = True
-            stack[top, 0] = a
-            stack[top, 1] = idx
-            stack[top + 1, 0] = idx
-            stack[top + 1, 1] = b
-            top += 2
-
-
-@numba.njit(cache=True, nogil=True)
-def _bbox(x, y, start, stop):  # type: ignore[no-untyped-def]
-    """Bounding box of points ``start:stop``: (min x, min y, larger side); no points give (inf, inf, -inf)."""
-    minx = np.inf
-    miny = np.inf
-    maxx = -np.inf
-    maxy = -np.inf
-    for i in range(start, stop):
-        minx = min(minx, x[i])
-        maxx = max(maxx, x[i])
-        miny = min(miny, y[i])
-        maxy = max(maxy, y[i])
-    return minx, miny, max(maxx - minx, maxy - miny)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _push(rx, ry, r, vx, vy):  # type: ignore[no-untyped-def]
-    """Store point ``r`` (doubling ``rx``/``ry`` when full); returns the arrays and ``r + 1``."""
-    if r >= rx.shape[0]:
-        rx = np.concatenate((rx, np.empty(rx.shape[0], np.float64)))
-        ry = np.concatenate((ry, np.empty(ry.shape[0], np.float64)))
-    rx[r] = vx
-    ry[r] = vy
-    return rx, ry, r + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _simplify(x, y, stroke_pts, n_strokes, eps, spacing, out_x, out_y, out_pts):  # type: ignore[no-untyped-def]
-    n_draw = n_strokes.shape[0]
-    p = 0  # input point cursor
-    s = 0  # stroke cursor
-    o = 0  # output point cursor
-    cap = 16
-    for k in range(stroke_pts.shape[0]):
-        cap = max(cap, stroke_pts[k])
-    rx = np.empty(cap, np.float64)
-    ry = np.empty(cap, np.float64)
-    keep = np.empty(cap, np.bool_)
-    stack = np.empty((cap + 2, 2), np.int64)
-    for d in range(n_draw):
-        ns = n_strokes[d]
-        npts = 0
-        for k in range(s, s + ns):
-            npts += stroke_pts[k]
-        minx, miny, ext = _bbox(x, y, p, p + npts)
-        if ext <= 0:
-            ext = 255.0  # a drawing that is one point: scale 1
-        for k in range(s, s + ns):
-            m = stroke_pts[k]
-            # Resample at `spacing` px along the stroke (first and last point always kept).
-            r = 0
-            px = (x[p] - minx) * 255.0 / ext
-            py = (y[p] - miny) * 255.0 / ext
-            rx, ry, r = _push(rx, ry, r, px, py)
-            carry = 0.0  # distance walked since the last emitted point
-            for i in range(p + 1, p + m):
-                qx = (x[i] - minx) * 255.0 / ext
-                qy = (y[i] - miny) * 255.0 / ext
-                seg = math.sqrt((qx - px) ** 2 + (qy - py) ** 2)
-                t = spacing - carry
-                while t <= seg:
-                    f = t / seg
-                    rx, ry, r = _push(rx, ry, r, px + (qx - px) * f, py + (qy - py) * f)
-                    t += spacing
-                carry = seg - (t - spacing)
-                px, py = qx, qy
-            if m > 1 and (rx[r - 1] != px or ry[r - 1] != py):
-                rx, ry, r = _push(rx, ry, r, px, py)
-            if keep.shape[0] < r:
-                keep = np.empty(rx.shape[0], np.bool_)
-                stack = np.empty((rx.shape[0] + 2, 2), np.int64)
-            if r > 2:
-                _rdp(rx, ry, r, eps, keep, stack)
-            else:
-                for i in range(r):
-                    keep[i] = True
-            c = 0
-            for i in range(r):
-                if keep[i]:
-                    out_x[o] = min(255, max(0, int(math.floor(rx[i] + 0.5))))
-                    out_y[o] = min(255, max(0, int(math.floor(ry[i] + 0.5))))
-                    o += 1
-                    c += 1
-            out_pts[k] = c
-            p += m
-        s += ns
-    return o
-
-
 def simplify_strokes(x: np.ndarray, y: np.ndarray, stroke_pts: np.ndarray, n_strokes: np.ndarray,
-                     epsilon: float = EPSILON) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The published simplification over flat arrays: returns (x uint8, y uint8, points per stroke).
+                     t: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Google's simplification over flat arrays: returns ``(x uint8, y uint8, points per stroke)``, plus the
+    kept points' times (float64 ms, interpolated like the coordinates) when ``t`` is given.
 
     ``x``, ``y``: every point of every drawing in order; ``stroke_pts``: points per stroke; ``n_strokes``:
-    strokes per drawing. Strokes keep their number (each keeps at least its first point).
+    strokes per drawing. Strokes keep their number; a stroke that collapses to one point is written as two
+    identical points, as in the published files. The exact rules are in :mod:`quickdraw.sources._raw_kernel`.
     """
+    from quickdraw.sources._raw_kernel import resampled_bound, simplify_flat  # numba: only when simplifying
+
     x = np.ascontiguousarray(x, np.float64)
     y = np.ascontiguousarray(y, np.float64)
+    tt = np.ascontiguousarray(t, np.float64) if t is not None else np.empty(0, np.float64)
     stroke_pts = np.ascontiguousarray(stroke_pts, np.int64)
     n_strokes = np.ascontiguousarray(n_strokes, np.int64)
-    # Output can exceed the input (resampling adds points before RDP removes them), never 256 * 2 per
-    # stroke px of length... bound it by the resampled length: at most perimeter + 2 per stroke.
-    bound = _resampled_bound(x, y, stroke_pts, n_strokes)
+    bound = int(resampled_bound(x, y, tt, stroke_pts, n_strokes))
     out_x = np.empty(bound, np.uint8)
     out_y = np.empty(bound, np.uint8)
+    out_t = np.empty(bound if t is not None else 0, np.float64)
     out_pts = np.empty(len(stroke_pts), np.int64)
-    n = _simplify(x, y, stroke_pts, n_strokes, float(epsilon), 1.0, out_x, out_y, out_pts)
-    return out_x[:n], out_y[:n], out_pts
-
-
-@numba.njit(cache=True, nogil=True)
-def _bound_kernel(x, y, stroke_pts, n_strokes):  # type: ignore[no-untyped-def]
-    total = 0
-    p = 0
-    s = 0
-    for d in range(n_strokes.shape[0]):
-        ns = n_strokes[d]
-        npts = 0
-        for k in range(s, s + ns):
-            npts += stroke_pts[k]
-        if npts == 0:
-            s += ns
-            continue
-        ext = _bbox(x, y, p, p + npts)[2]
-        scale = 255.0 / ext if ext > 0 else 1.0
-        for k in range(s, s + ns):
-            m = stroke_pts[k]
-            length = 0.0
-            for i in range(p + 1, p + m):
-                length += math.sqrt((x[i] - x[i - 1]) ** 2 + (y[i] - y[i - 1]) ** 2)
-            total += int(length * scale) + 3
-            p += m
-        s += ns
-    return total
-
-
-def _resampled_bound(x: np.ndarray, y: np.ndarray, stroke_pts: np.ndarray, n_strokes: np.ndarray) -> int:
-    return int(_bound_kernel(x, y, stroke_pts, n_strokes)) + 1
+    n = int(simplify_flat(x, y, tt, stroke_pts, n_strokes, out_x, out_y, out_t, out_pts))
+    if t is not None:
+        return out_x[:n].copy(), out_y[:n].copy(), out_pts, out_t[:n].copy()
+    return out_x[:n].copy(), out_y[:n].copy(), out_pts
 
 
 def simplify_drawings(records: list[dict[str, Any]], word: str) -> pa.Table:
