@@ -102,7 +102,8 @@ def test_repro_end_to_end(project: tuple[Path, dict[str, str]]) -> None:
     root, env = project
     assert shutil.which("quickdraw", path=env["PATH"]) is None  # the README's shell: nothing activated
     out = run(["make", "repro"], root, env)
-    assert ran_stages(out) == {"fetch", "prepare", "cache", "stats", "train", "evaluate"}
+    # sketch: the optional Sketch-RNN stage runs too, but disabled it only writes sketch/status.json
+    assert ran_stages(out) == {"fetch", "prepare", "cache", "stats", "train", "evaluate", "sketch"}
     for w in ("monkey", "cat", "apple", "banana"):
         assert (root / "data/raw" / w / "_manifest.json").exists()
     assert (root / "data/strokes/_manifest.json").exists()
