@@ -40,6 +40,13 @@ BAD_SETS = [
     ("seed=-3", "train.seed", "-3", "0 <= value <= 4294967295"),
     ("train.device=tpu", "train.device", "'tpu'", "auto, cpu, cuda, cuda:N or mps"),
     ("train.device=cuda:x", "train.device", "'cuda:x'", "cuda:N"),
+    ("train.arch=transformer", "train.arch", "'transformer'", "one of bigru, gru, lstm, bilstm, conv-bigru"),
+    ("train.layer_norm=1", "train.layer_norm", "1", "true or false"),
+    ("train.conv_kernel=4", "train.conv_kernel", "4", "an odd integer"),
+    ("train.conv_kernel=99", "train.conv_kernel", "99", "1 <= value <= 63"),
+    ("train.aug_rotate=-5", "train.aug_rotate", "-5", "0 <= value <= 180"),
+    ("train.aug_stroke_dropout=1", "train.aug_stroke_dropout", "1", "0 <= value <= 0.95"),
+    ("train.precision=fp8", "train.precision", "'fp8'", "one of fp32, bf16, fp16"),
 ]
 
 

@@ -24,7 +24,7 @@ import torch
 
 from quickdraw._safety import open_regular
 from quickdraw.errors import CheckpointError
-from quickdraw.models.gru import GRUClassifier, ModelConfig
+from quickdraw.models.gru import ARCHS, GRUClassifier, ModelConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT", "MAX_HIDDEN", "input_scaling_info", "load_checkpoint", "save_checkpoint", "validate_checkpoint",
@@ -67,6 +67,7 @@ MAX_LAYERS = 8
 MAX_CLASSES = 100_000
 MAX_CLASS_NAME = 256
 MAX_SEQ_LEN = 100_000
+MAX_CONV_KERNEL = 63
 _POOLS = ("last", "mean", "last+mean")
 
 
@@ -86,7 +87,8 @@ def _config(doc: dict[str, Any], where: str) -> ModelConfig:
         raise CheckpointError(f"{where}: model_config has no n_classes")
     fields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     values = {k: cfg.get(k, d) for k, d in fields.items()}
-    ints = {"n_classes": (1, MAX_CLASSES), "input_size": (3, 3), "hidden": (1, MAX_HIDDEN), "layers": (1, MAX_LAYERS)}
+    ints = {"n_classes": (1, MAX_CLASSES), "input_size": (3, 3), "hidden": (1, MAX_HIDDEN), "layers": (1, MAX_LAYERS),
+            "conv_channels": (1, MAX_HIDDEN), "conv_kernel": (1, MAX_CONV_KERNEL)}
     for key, (lo, hi) in ints.items():
         v = values[key]
         if not _is_int(v):
@@ -103,6 +105,12 @@ def _config(doc: dict[str, Any], where: str) -> ModelConfig:
         raise CheckpointError(f"{where}: xy_scale={x!r} is not a finite number > 0")
     if values["pool"] not in _POOLS:
         raise CheckpointError(f"{where}: pool={values['pool']!r} is not one of {', '.join(_POOLS)}")
+    if values["arch"] not in ARCHS:
+        raise CheckpointError(f"{where}: arch={values['arch']!r} is not one of {', '.join(ARCHS)}")
+    if not isinstance(values["layer_norm"], bool):
+        raise CheckpointError(f"{where}: layer_norm={values['layer_norm']!r} is not true or false")
+    if values["conv_kernel"] % 2 == 0:
+        raise CheckpointError(f"{where}: conv_kernel={values['conv_kernel']} is not odd")
     return ModelConfig(**values)
 
 

@@ -21,6 +21,14 @@ It runs each direction as a plain ``nn.GRU`` over the padded batch and stays exa
 * a 2-layer biGRU feeds layer 2 with both directions of layer 1, so the model is built layer by layer.
   Values at padding positions are garbage but, by the two points above, never influence valid positions.
 
+Variants (``ModelConfig.arch``, issue 16), all exact the same way and tested against a per-sequence
+reference (tests/unit/test_arch.py): ``bigru`` (the above, the default), ``bilstm`` (the same construction
+with LSTM cells), ``gru`` and ``lstm`` (unidirectional: causal, read at step ``L-1``), ``conv-bigru`` (a
+1-D convolution over the steps in front of the biGRU; the padding is zeroed first, so a step near a
+sequence's end sees zeros beyond it, exactly as the sequence alone with 'same' zero padding would).
+``layer_norm`` puts a LayerNorm on each layer's output before the next layer (per step, so padding cannot
+leak through it; a no-op with one layer).
+
 ``ExactBiGRU.load_packed_state`` / ``packed_reference`` copy weights to and from a stock
 ``nn.GRU(bidirectional=True)`` so tests can prove equality with the packed reference.
 
@@ -40,7 +48,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["ExactBiGRU", "GRUClassifier", "ModelConfig", "PackedGRUClassifier", "reverse_index"]
+__all__ = ["ARCHS", "ExactBiGRU", "ExactBiRNN", "ExactUniRNN", "GRUClassifier", "MaskedConv1d", "ModelConfig",
+           "PackedGRUClassifier", "reverse_index"]
+
+#: The architectures ``ModelConfig.arch`` (and ``train.arch``) accepts.
+ARCHS = ("bigru", "gru", "lstm", "bilstm", "conv-bigru")
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,10 @@ class ModelConfig:
     ``xy_scale`` divides the ``dx, dy`` columns (pen_lift is left as 0/1); the trainer sets it to the
     standard deviation of ``dx, dy`` over the training split so the GRU sees roughly unit-variance input.
     ``pool`` selects the head input: ``"last"`` = [forward state at the last valid step, backward state at
-    step 0]; ``"mean"`` = masked mean of top-layer outputs; ``"last+mean"`` = both concatenated.
+    step 0] (unidirectional archs: the state at the last valid step); ``"mean"`` = masked mean of top-layer
+    outputs; ``"last+mean"`` = both concatenated. ``arch`` is one of :data:`ARCHS`; ``layer_norm`` adds a
+    LayerNorm between recurrent layers; ``conv_channels``/``conv_kernel`` (odd) size the ``conv-bigru``
+    front end. Checkpoints written before these fields existed load as ``bigru`` without LayerNorm.
     """
 
     n_classes: int
@@ -60,6 +75,20 @@ class ModelConfig:
     dropout: float = 0.3
     xy_scale: float = 1.0
     pool: str = "last"
+    arch: str = "bigru"
+    layer_norm: bool = False
+    conv_channels: int = 64
+    conv_kernel: int = 5
+
+    @property
+    def bidirectional(self) -> bool:
+        """Whether the recurrent part reads both directions (its outputs are ``2 * hidden`` wide)."""
+        return self.arch in ("bigru", "bilstm", "conv-bigru")
+
+    @property
+    def cell(self) -> str:
+        """``"gru"`` or ``"lstm"``."""
+        return "lstm" if "lstm" in self.arch else "gru"
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict (the checkpoint's ``model_config``)."""
@@ -86,8 +115,16 @@ def _gather_time(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-class ExactBiGRU(nn.Module):
-    """A multi-layer bidirectional GRU over a padded batch (batch-first) that ignores padding exactly.
+_CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def _norms(layers: int, width: int, on: bool) -> nn.ModuleList:
+    # One LayerNorm per gap between layers; an empty list (no parameters) when off, so old state dicts load.
+    return nn.ModuleList([nn.LayerNorm(width) for _ in range(layers - 1)] if on else [])
+
+
+class ExactBiRNN(nn.Module):
+    """A multi-layer bidirectional GRU or LSTM (``cell``) over a padded batch that ignores padding exactly.
 
     ``forward(x [B, T, C], lengths [B])`` returns ``(outputs [B, T, 2H], last_fwd [B, H], first_bwd [B, H])``
     where ``outputs`` equal a packed ``nn.GRU(bidirectional=True)``'s at valid positions (padding rows of
@@ -95,15 +132,18 @@ class ExactBiGRU(nn.Module):
     ``first_bwd`` the top layer's backward state after reading back to step 0.
     """
 
-    def __init__(self, input_size: int, hidden: int, layers: int = 2, dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, hidden: int, layers: int = 2, dropout: float = 0.0, *, cell: str = "gru",
+                 layer_norm: bool = False) -> None:
         super().__init__()
         self.input_size, self.hidden, self.layers = input_size, hidden, layers
+        rnn = _CELLS[cell]
         self.fwd = nn.ModuleList()
         self.bwd = nn.ModuleList()
         for i in range(layers):
             size = input_size if i == 0 else 2 * hidden
-            self.fwd.append(nn.GRU(size, hidden, batch_first=True))
-            self.bwd.append(nn.GRU(size, hidden, batch_first=True))
+            self.fwd.append(rnn(size, hidden, batch_first=True))
+            self.bwd.append(rnn(size, hidden, batch_first=True))
+        self.norms = _norms(layers, 2 * hidden, layer_norm)
         # Same semantics as nn.GRU(dropout=...): between layers, not after the last one.
         self.drop = nn.Dropout(dropout)
 
@@ -118,6 +158,8 @@ class ExactBiGRU(nn.Module):
         h = x
         for i in range(self.layers):
             if i > 0:
+                if len(self.norms):
+                    h = self.norms[i - 1](h)
                 h = self.drop(h)
             out_f, _ = self.fwd[i](h)
             out_b_rev, _ = self.bwd[i](_gather_time(h, rev))
@@ -126,6 +168,16 @@ class ExactBiGRU(nn.Module):
         last_fwd = out_f.gather(1, last).squeeze(1)
         first_bwd = out_b[:, 0, :]
         return h, last_fwd, first_bwd
+
+
+
+class ExactBiGRU(ExactBiRNN):
+    """:class:`ExactBiRNN` with GRU cells (the default model's recurrent part), plus weight exchange with
+    a stock ``nn.GRU(bidirectional=True)`` for tests and benchmarks."""
+
+    def __init__(self, input_size: int, hidden: int, layers: int = 2, dropout: float = 0.0, *,
+                 layer_norm: bool = False) -> None:
+        super().__init__(input_size, hidden, layers, dropout, cell="gru", layer_norm=layer_norm)
 
     # -- weight exchange with the stock packed implementation (tests and benchmarks) --------------------
 
@@ -153,6 +205,61 @@ class ExactBiGRU(nn.Module):
         return gru.to(next(self.parameters()).device)
 
 
+class ExactUniRNN(nn.Module):
+    """A multi-layer unidirectional GRU or LSTM over a padded batch; exact because it is causal.
+
+    ``forward(x, lengths)`` returns ``(outputs [B, T, H], last [B, H], None)``: ``last`` is the top layer's
+    output at step ``L-1`` (padding after it is never read). Built layer by layer for the LayerNorm switch.
+    """
+
+    def __init__(self, input_size: int, hidden: int, layers: int = 2, dropout: float = 0.0, *, cell: str = "gru",
+                 layer_norm: bool = False) -> None:
+        super().__init__()
+        self.hidden, self.layers = hidden, layers
+        rnn = _CELLS[cell]
+        self.fwd = nn.ModuleList([rnn(input_size if i == 0 else hidden, hidden, batch_first=True)
+                                  for i in range(layers)])
+        self.norms = _norms(layers, hidden, layer_norm)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """``(outputs [B, T, H], state at step L-1 [B, H], None)``."""
+        B = x.shape[0]
+        lengths = lengths.to(x.device)
+        h = x
+        for i in range(self.layers):
+            if i > 0:
+                if len(self.norms):
+                    h = self.norms[i - 1](h)
+                h = self.drop(h)
+            h, _ = self.fwd[i](h)
+        last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.hidden)
+        return h, h.gather(1, last).squeeze(1), None
+
+
+class MaskedConv1d(nn.Module):
+    """A 1-D convolution over the steps (``'same'`` length, odd kernel) + ReLU that never sees padding.
+
+    Padding rows are zeroed before the convolution, so a sequence in a batch gets exactly what it gets alone
+    with zero padding at its borders; output rows at padding positions are zeroed too.
+    """
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int = 5) -> None:
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd and >= 1, got {kernel}")
+        self.conv = nn.Conv1d(channels_in, channels_out, kernel, padding=kernel // 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T, C_in] -> [B, T, C_out]`` in ``x``'s dtype, whatever autocast made of the convolution."""
+        mask = (torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).unsqueeze(-1)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        y = self.conv(torch.where(mask, x, zero).transpose(1, 2)).transpose(1, 2)
+        # Back to the input's dtype: under bf16 autocast the conv runs in bf16, the recurrent cells take fp32.
+        y = torch.relu(y).to(x.dtype)
+        return torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
 def _masked_mean(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     mask = torch.arange(h.shape[1], device=h.device).unsqueeze(0) < lengths.to(h.device).unsqueeze(1)
     # where() rather than multiply: padding rows may hold anything, including non-finite values.
@@ -165,8 +272,11 @@ class _ClassifierBase(nn.Module):
         super().__init__()
         if config.pool not in ("last", "mean", "last+mean"):
             raise ValueError(f"unknown pool {config.pool!r}; expected last, mean or last+mean")
+        if config.arch not in ARCHS:
+            raise ValueError(f"unknown arch {config.arch!r}; expected one of {', '.join(ARCHS)}")
         self.config = config
-        head_in = 2 * config.hidden * (2 if config.pool == "last+mean" else 1)
+        width = (2 if config.bidirectional else 1) * config.hidden
+        head_in = width * (2 if config.pool == "last+mean" else 1)
         self.head_drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(head_in, config.n_classes)
         # A buffer (not a parameter) so the scale moves with .to(device) and lands in state_dict too.
@@ -177,30 +287,46 @@ class _ClassifierBase(nn.Module):
     def _scale(self, x: torch.Tensor) -> torch.Tensor:
         return x / self.input_scale.to(x.dtype)
 
-    def _pool(self, out: torch.Tensor, last_fwd: torch.Tensor, first_bwd: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _pool(self, out: torch.Tensor, last_fwd: torch.Tensor, first_bwd: torch.Tensor | None,
+              lengths: torch.Tensor) -> torch.Tensor:
         parts = []
         if "last" in self.config.pool:
-            parts.append(torch.cat([last_fwd, first_bwd], dim=-1))
+            parts.append(last_fwd if first_bwd is None else torch.cat([last_fwd, first_bwd], dim=-1))
         if "mean" in self.config.pool:
             parts.append(_masked_mean(out, lengths))
         return self.head(self.head_drop(torch.cat(parts, dim=-1)))
 
 
 class GRUClassifier(_ClassifierBase):
-    """The production classifier: ``ExactBiGRU`` + linear head. ``forward(x, lengths) -> logits [B, K]``.
+    """The production classifier, any :data:`ARCHS` variant (default ``ExactBiGRU``) + linear head.
 
-    ``x`` is float ``[B, T, 3]`` raw stroke-3 (scaling happens inside), ``lengths`` int ``[B]`` (>= 1).
+    ``forward(x, lengths) -> logits [B, K]``; ``x`` is float ``[B, T, 3]`` raw stroke-3 (scaling happens
+    inside), ``lengths`` int ``[B]`` (>= 1). The name stays for every arch: checkpoints, ``evaluate`` and
+    ``predict`` use it whatever the recurrent part is.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.rnn = ExactBiGRU(config.input_size, config.hidden, config.layers, config.dropout)
+        c = config
+        self.front: MaskedConv1d | None = None
+        size = c.input_size
+        if c.arch == "conv-bigru":
+            self.front = MaskedConv1d(c.input_size, c.conv_channels, c.conv_kernel)
+            size = c.conv_channels
+        self.rnn: nn.Module
+        if c.bidirectional:
+            self.rnn = (ExactBiGRU(size, c.hidden, c.layers, c.dropout, layer_norm=c.layer_norm) if c.cell == "gru"
+                        else ExactBiRNN(size, c.hidden, c.layers, c.dropout, cell=c.cell, layer_norm=c.layer_norm))
+        else:
+            self.rnn = ExactUniRNN(size, c.hidden, c.layers, c.dropout, cell=c.cell, layer_norm=c.layer_norm)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, K]`` for raw stroke-3 ``x [B, T, 3]`` with valid ``lengths [B]``."""
         # Trimming to the longest sequence keeps a collate that pads to a fixed size from costing time.
         T = int(lengths.max())
         x = self._scale(x[:, :T])
+        if self.front is not None:
+            x = self.front(x, lengths)
         out, last_fwd, first_bwd = self.rnn(x, lengths)
         return self._pool(out, last_fwd, first_bwd, lengths)
 

@@ -39,7 +39,9 @@ from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
 from quickdraw.datasets.torch_data import BucketBatchSampler, shard_batch
 from quickdraw.errors import QuickDrawError
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
-from quickdraw.models.checkpoint import MAX_HIDDEN, MAX_LAYERS
+from quickdraw.datasets.augment import Augment, augment_batch
+from quickdraw.models.checkpoint import MAX_CONV_KERNEL, MAX_HIDDEN, MAX_LAYERS
+from quickdraw.models.gru import ARCHS
 from quickdraw.pipeline.ddp import DistContext, all_reduce_sums, broadcast_error
 from quickdraw.pipeline.ddp import from_env as ddp_from_env
 from quickdraw.strokes import normalizing_scale
@@ -94,10 +96,23 @@ class TrainParams:
     warm-up lasts ``warmup`` of the planned optimizer steps, at most ``warmup_steps``.
     """
 
+    #: Model: one of quickdraw.models.ARCHS (bigru, gru, lstm, bilstm, conv-bigru); LayerNorm between layers.
+    arch: str = "bigru"
     hidden: int = 192
     layers: int = 2
     dropout: float = 0.3
     pool: str = "last"
+    layer_norm: bool = False
+    #: conv-bigru's front end: output channels and (odd) kernel width over the steps.
+    conv_channels: int = 64
+    conv_kernel: int = 5
+    #: Augmentation of training batches (0 = off; see quickdraw.datasets.augment): x/y scale factors in
+    #: U(1 - aug_scale, 1 + aug_scale), rotation in U(-aug_rotate, aug_rotate) degrees, each stroke dropped
+    #: with probability aug_stroke_dropout, Gaussian point jitter of std aug_jitter (0..255 coordinate units).
+    aug_scale: float = 0.0
+    aug_rotate: float = 0.0
+    aug_stroke_dropout: float = 0.0
+    aug_jitter: float = 0.0
     lr: float = 2e-3
     weight_decay: float = 1e-2
     label_smoothing: float = 0.1
@@ -155,6 +170,11 @@ class TrainParams:
         """The params as a plain dict (stored in checkpoints and logged to dvclive)."""
         return dataclasses.asdict(self)
 
+    def augment(self) -> Augment:
+        """The training-batch augmentation these params ask for (inactive when all ``aug_*`` are 0)."""
+        return Augment(scale=self.aug_scale, rotate=self.aug_rotate, stroke_dropout=self.aug_stroke_dropout,
+                       jitter=self.aug_jitter)
+
 
 # What each train param allows: (kind, low, high, low_open, high_open, optional). kind: int | float.
 _INF = math.inf
@@ -163,6 +183,12 @@ _RULES: dict[str, tuple[str, float, float, bool, bool, bool]] = {
     "hidden": ("int", 1, MAX_HIDDEN, False, False, False),
     "layers": ("int", 1, MAX_LAYERS, False, False, False),
     "dropout": ("float", 0, 1, False, True, False),
+    "conv_channels": ("int", 1, MAX_HIDDEN, False, False, False),
+    "conv_kernel": ("int", 1, MAX_CONV_KERNEL, False, False, False),
+    "aug_scale": ("float", 0, 0.9, False, False, False),
+    "aug_rotate": ("float", 0, 180, False, False, False),
+    "aug_stroke_dropout": ("float", 0, 0.95, False, False, False),
+    "aug_jitter": ("float", 0, 64, False, False, False),
     "lr": ("float", 0, _INF, True, False, False),
     "weight_decay": ("float", 0, _INF, False, False, False),
     "label_smoothing": ("float", 0, 1, False, True, False),
@@ -215,6 +241,20 @@ def check_param(key: str, value: Any, where: str = "") -> Any:
         return value
     if key == "device":
         return check_device(value, f"train.{key}", where)
+    if key == "arch":
+        if value not in ARCHS:
+            raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected one of {', '.join(ARCHS)}")
+        return value
+    if key == "layer_norm":
+        if not isinstance(value, bool):
+            raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected true or false")
+        return value
+    if key == "conv_kernel":
+        k = check_number(f"train.{key}", value, *_RULES[key], where=where)
+        if k % 2 == 0:
+            raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected an odd integer "
+                             f"(1 <= value <= {MAX_CONV_KERNEL}) so the convolution keeps every step centred")
+        return k
     if key == "precision":
         if value not in _PRECISIONS:
             raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected one of {', '.join(_PRECISIONS)}")
@@ -719,12 +759,15 @@ def _train_loop(
         train_ds, train_idx, p.scale_sample, p.seed
     )
     config = ModelConfig(
-        n_classes=len(classes), hidden=p.hidden, layers=p.layers, dropout=p.dropout, xy_scale=scale, pool=p.pool
+        n_classes=len(classes), hidden=p.hidden, layers=p.layers, dropout=p.dropout, xy_scale=scale, pool=p.pool,
+        arch=p.arch, layer_norm=p.layer_norm, conv_channels=p.conv_channels, conv_kernel=p.conv_kernel,
     )
+    aug = p.augment()
     model = GRUClassifier(config).to(device)
     n_parameters = sum(t.numel() for t in model.parameters())
-    info("training %d sequences (%d classes) on %s, xy_scale=%.3f, %d parameters", len(train_idx),
-         len(classes), device, scale, n_parameters)
+    info("training %s%s on %d sequences (%d classes) on %s, xy_scale=%.3f, %d parameters%s", p.arch,
+         " + LayerNorm" if p.layer_norm else "", len(train_idx), len(classes), device, scale, n_parameters,
+         f", augmentation {aug}" if aug.active else "")
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
     net: nn.Module = model
     if dist.enabled:
@@ -764,7 +807,8 @@ def _train_loop(
                 if global_step < plan.warmup_steps:
                     for g in opt.param_groups:
                         g["lr"] = p.lr * (global_step + 1) / plan.warmup_steps
-                loss, part_sum, n_mine = _step_loss(net, train_ds, train_idx, gpos, dist, p, device, amp_dtype)
+                loss, part_sum, n_mine = _step_loss(net, train_ds, train_idx, gpos, dist, p, device, amp_dtype,
+                                                    aug, epoch)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if p.clip > 0:
@@ -837,7 +881,7 @@ def _train_loop(
 
 def _step_loss(
     net: nn.Module, ds: SplitLike, train_idx: np.ndarray, gpos: np.ndarray, dist: DistContext, p: TrainParams,
-    device: torch.device, amp_dtype: torch.dtype | None,
+    device: torch.device, amp_dtype: torch.dtype | None, aug: Augment | None = None, epoch: int = 0,
 ) -> tuple[torch.Tensor, float, int]:
     """This rank's share of one global batch: ``(loss to backpropagate, sum of its losses, its size)``.
 
@@ -852,7 +896,15 @@ def _step_loss(
     n_mine = len(mine)
     if n_mine == 0:
         mine, weight = gpos[:1], 0.0
-    b = make_batch(ds, train_idx[mine])
+    keys = train_idx[mine]
+    if aug is not None and aug.active:
+        from quickdraw.datasets.torch_data import collate_padded
+
+        items = [ds[int(i)] for i in keys]
+        seqs = augment_batch([q for q, _ in items], keys, aug, p.seed, epoch)
+        b = collate_padded(list(zip(seqs, [lab for _, lab in items], strict=True)))
+    else:
+        b = make_batch(ds, keys)
     y = b["labels"].to(device)
     with _autocast(device, amp_dtype):
         logits = net(b["x"].to(device), b["lengths"])
