@@ -182,10 +182,11 @@ def test_worker_sigkilled_mid_run_still_identical(gcs: object, tmp_path: Path) -
     from the class's last checkpoint: the output is complete and byte-identical."""
     src = tmp_path / "src"
     src.mkdir()
-    words = SYNTH[:6]
-    for i, w in enumerate(words):
-        (src / f"{w}.ndjson").write_bytes(to_ndjson(synthetic_records(12_000, word=w, seed=100 + i)))
-    opts = FetchOptions(source=str(src), part_rows=1_000, chunk_bytes=256 << 10)
+    words = SYNTH[:4]
+    data = to_ndjson(synthetic_records(6_000, word="cat", seed=100))
+    for w in words:  # one generated class under four names: generating drawings costs more than fetching them
+        (src / f"{w}.ndjson").write_bytes(data.replace(b'"word":"cat"', json.dumps({"word": w})[1:-1].replace(": ", ":").encode()))
+    opts = FetchOptions(source=str(src), part_rows=500, chunk_bytes=128 << 10)
     fetch(words, tmp_path / "local", opts)
     c = Cluster(tmp_path, _env())
     try:
@@ -202,16 +203,19 @@ def test_worker_sigkilled_mid_run_still_identical(gcs: object, tmp_path: Path) -
         t = threading.Thread(target=run)
         t.start()
         deadline = time.time() + 120
-        # Kill as soon as some class has a checkpoint and is not complete (a task is mid-class).
-        while time.time() < deadline and not any((out / w / ".fetch-state.json").exists() for w in words):
-            time.sleep(0.02)
+        # Kill once both running classes have a checkpoint (each worker is mid-class), so the retried task
+        # resumes from one rather than starting over.
+        while time.time() < deadline and sum((out / w / ".fetch-state.json").exists() for w in words) < 2:
+            time.sleep(0.01)
+        assert not any((out / w / "_manifest.json").exists() for w in words[:2]), "too late to kill mid-class"
         victim = c.workers[0]
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         t.join(300)
         assert "err" not in box, box.get("err")
         res = box["res"]
-        assert [x.status for x in res.classes if x.status not in ("fetched", "resumed")] == []  # type: ignore[attr-defined]
+        statuses = [x.status for x in res.classes]  # type: ignore[attr-defined]
+        assert set(statuses) <= {"fetched", "resumed"} and "resumed" in statuses, statuses
         assert tree(out) == tree(tmp_path / "local")
     finally:
         c.stop()
@@ -283,3 +287,37 @@ def test_bad_scheduler_fails_fast_in_one_line(tmp_path: Path) -> None:
     assert f"tcp://127.0.0.1:{port}" in err and SCHEDULER_ENV in err and "Traceback" not in err
     r = runner.invoke(app, ["prepare", "--in", str(tmp_path), "--out", str(tmp_path / "p"), "--scheduler", "not an address"])
     assert r.exit_code == 2 and "--scheduler" in r.output and "tcp://HOST:PORT" in r.output
+
+
+def test_bucket_output_resumes_after_sigkill(gcs: object, tmp_path: Path) -> None:
+    """A fetch into gs:// killed mid-class leaves a resume state object and no manifest (nothing looks
+    complete); the next run resumes from it (uploading only new parts, never the mirrored ones) and the
+    bucket ends byte-identical to a local run."""
+    from quickdraw.sources.remote import output_fs
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.ndjson").write_bytes(to_ndjson(synthetic_records(8_000, word="cat", seed=7)))
+    opts = FetchOptions(source=str(src), part_rows=400, chunk_bytes=64 << 10)
+    fetch(["cat"], tmp_path / "local", opts)
+    fs, _ = output_fs(f"gs://{BUCKET}-resume/x")
+    if not fs.exists(f"{BUCKET}-resume"):
+        fs.mkdir(f"{BUCKET}-resume")
+    url = f"gs://{BUCKET}-resume/raw"
+    code = ("import sys; from quickdraw.pipeline.fetch import fetch, FetchOptions; "
+            f"fetch(['cat'], {url!r}, FetchOptions(source={str(src)!r}, part_rows=400, chunk_bytes=64 << 10))")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env())
+    state = f"{BUCKET}-resume/raw/cat/.fetch-state.json"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if fs.exists(state) and len(json.loads(fs.cat_file(state))["parts"]) >= 3:
+            break
+        fs.invalidate_cache()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{BUCKET}-resume/raw/cat/_manifest.json"), "the run finished before it was killed"
+    res = fetch(["cat"], url, opts)
+    assert res.classes[0].status == "resumed"
+    assert bucket_tree(url) == tree(tmp_path / "local")

@@ -10,7 +10,8 @@ last. The same rules as :mod:`quickdraw._ownership` hold for buckets:
 * only objects whose names the stage writes are ever deleted (:func:`remove_owned`);
 * one writer at a time: a lock object created with "create only" semantics where the store has them
   (gcsfs ``mode="create"``: ``ifGenerationMatch=0``), and removed when the run ends. A run that is killed
-  (SIGKILL, power cut) leaves it behind; the refusal names it and says to delete it once no run is active.
+  (SIGKILL, power cut) leaves it behind: the next run on the same host breaks it when the pid it names is
+  gone; elsewhere the refusal names it and says to delete it once no run is active.
 
 Low layer: fsspec and the foundation only.
 """
@@ -173,6 +174,7 @@ def remote_lock(url: str, what: str) -> Iterator[None]:
     fs, root = output_fs(url)
     path = f"{root}/{LOCK}"
     holder = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": int(time.time())}).encode()
+    _break_if_dead(fs, path)
     try:
         try:
             fs.pipe_file(path, holder, mode="create")  # gcsfs: ifGenerationMatch=0, atomic
@@ -194,6 +196,26 @@ def remote_lock(url: str, what: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(Exception):
             fs.rm_file(path)
+
+
+def _break_if_dead(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove a lock object left by a run of this machine whose process is gone (a SIGKILL, a power cut):
+    only then can quickdraw prove that nobody holds it. A lock of another host is left alone."""
+    try:
+        doc = read_json(fs, path, "lock")
+    except QuickDrawError:
+        return
+    if not isinstance(doc, dict) or doc.get("host") != socket.gethostname() or type(doc.get("pid")) is not int:
+        return
+    try:
+        os.kill(doc["pid"], 0)
+        return  # alive (or a pid of another user's process): not ours to break
+    except ProcessLookupError:
+        pass
+    except OSError:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
 
 
 def stage_class(url: str, word: str, dest: Path) -> Path:
