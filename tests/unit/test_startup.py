@@ -17,8 +17,9 @@ import pytest
 
 from quickdraw.cache.synthetic import write_synthetic_strokes
 
-# numba, torch and matplotlib cost 0.3-2 s each to import; no listing command may pay for them.
-NEVER = {"numba", "torch", "matplotlib"}
+# numba, torch and matplotlib cost 0.3-2 s each to import; no listing command may pay for them (nor for the
+# web stack, which only `quickdraw serve` needs).
+NEVER = {"numba", "torch", "matplotlib", "starlette", "uvicorn"}
 # --help and `classes` touch no data at all, so not even the data libraries.
 DATA = {"numpy", "pyarrow", "polars", "fsspec", "gcsfs"}
 
@@ -58,7 +59,8 @@ def test_importing_the_app_is_light() -> None:
 
 @pytest.mark.parametrize("argv", [["--help"], ["classes"], ["classes", "animals10"], ["classes", "--json"],
                                   ["cache", "--help"], ["stats", "--help"], ["fetch", "--help"],
-                                  ["sketch", "--help"], ["sketch", "train", "--help"], ["sketch", "sample", "--help"]])
+                                  ["sketch", "--help"], ["sketch", "train", "--help"], ["sketch", "sample", "--help"],
+                                  ["serve", "--help"]])
 def test_help_and_classes_import_no_heavy_library(argv: list[str]) -> None:
     r = _probe(argv, NEVER | DATA)
     assert r["code"] == 0 and r["loaded"] == [], r

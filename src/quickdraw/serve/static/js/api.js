@@ -1,5 +1,6 @@
 // The page's only way to the server: same-origin JSON calls to the documented API (README "quickdraw serve").
-// It counts requests in flight so that the live guesser (and the browser test) can check there is one at most.
+// It counts requests per endpoint (sent, in flight, most in flight at once), so that the live guesser's
+// "one prediction in flight at most" can be checked from outside (the browser test does).
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -10,12 +11,14 @@ export class ApiError extends Error {
 }
 
 export function createApi(base = "") {
-  const stats = { sent: 0, inFlight: 0, maxInFlight: 0 };
+  const stats = {};  // endpoint name -> { sent, inFlight, maxInFlight }
 
   async function call(path, init) {
-    stats.sent += 1;
-    stats.inFlight += 1;
-    stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+    const name = path.split("?")[0];
+    const st = stats[name] || (stats[name] = { sent: 0, inFlight: 0, maxInFlight: 0 });
+    st.sent += 1;
+    st.inFlight += 1;
+    st.maxInFlight = Math.max(st.maxInFlight, st.inFlight);
     try {
       const res = await fetch(base + path, { ...init, cache: "no-store", credentials: "same-origin" });
       let body = null;
@@ -23,7 +26,7 @@ export function createApi(base = "") {
       if (!res.ok) throw new ApiError(res.status, body);
       return body;
     } finally {
-      stats.inFlight -= 1;
+      st.inFlight -= 1;
     }
   }
 

@@ -6,7 +6,7 @@
 // was computed for (data-version on the list), so nobody mistakes an old answer for the current one.
 
 export class LiveGuesser {
-  constructor(pad, api, onResult, { delay = 120, maxWait = 400, topK = 3 } = {}) {
+  constructor(pad, api, onResult, { delay = 120, maxWait = 250, topK = 3 } = {}) {
     Object.assign(this, { pad, api, onResult, delay, maxWait, topK });
     this.timer = null;
     this.firstChange = null;  // when the oldest unsent change happened

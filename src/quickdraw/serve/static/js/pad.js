@@ -32,9 +32,12 @@ export class DrawingPad {
   }
 
   point(e) {
+    // Content-box coordinates (inside the border), the frame the canvas is drawn in.
     const r = this.canvas.getBoundingClientRect();
+    const x = e.clientX - r.left - this.canvas.clientLeft;
+    const y = e.clientY - r.top - this.canvas.clientTop;
     if (this.t0 === null) this.t0 = e.timeStamp;
-    return [e.clientX - r.left, e.clientY - r.top, Math.max(0, Math.round(e.timeStamp - this.t0))];
+    return [x, y, Math.max(0, Math.round(e.timeStamp - this.t0))];
   }
 
   push([x, y, t]) {
@@ -114,10 +117,9 @@ export class DrawingPad {
   }
 
   resize() {
-    const r = this.canvas.getBoundingClientRect();
     const dpr = window.devicePixelRatio || 1;
-    this.canvas.width = Math.max(1, Math.round(r.width * dpr));
-    this.canvas.height = Math.max(1, Math.round(r.height * dpr));
+    this.canvas.width = Math.max(1, Math.round(this.canvas.clientWidth * dpr));
+    this.canvas.height = Math.max(1, Math.round(this.canvas.clientHeight * dpr));
     this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     this.redraw();
   }
