@@ -22,6 +22,9 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
     threads: int = typer.Option(2, "--threads", min=1, max=64,
                                 help="Predictions computed at once (default 2; more than the CPU cores only adds waiting)."),
+    sketch_checkpoint: Optional[Path] = typer.Option(
+        None, "--sketch-checkpoint", help="A Sketch-RNN checkpoint (quickdraw sketch train): adds a 'Finish it' "
+        "button and POST /api/complete, which continue the drawing."),
 ) -> None:
     """Serve a drawing page that guesses as you draw, and POST /api/predict.
 
@@ -46,7 +49,13 @@ def serve(
         torch.set_num_threads(1)
         predictor = Predictor(checkpoint)
         examples: Examples | None = examples_for_checkpoint(cache, predictor.info)
-        app = create_app(predictor, examples, allowed_hosts=allowed_hosts_for(host), inference_threads=threads)
+        extensions = []
+        if sketch_checkpoint is not None:
+            from quickdraw.serve.sketch import Completer, sketch_extension
+
+            extensions.append(sketch_extension(Completer(sketch_checkpoint), inference_threads=threads))
+        app = create_app(predictor, examples, allowed_hosts=allowed_hosts_for(host), inference_threads=threads,
+                         extensions=extensions)
         sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
