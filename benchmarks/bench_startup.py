@@ -7,8 +7,9 @@ the table shows the range (min-max) of wall time and of CPU time (user + system 
 * ``python -c "import typer, rich"``: what any Typer CLI pays before its first line;
 * a bare Typer app with the same 15 commands (empty bodies), ``--help``: the reference for ``--help``;
 * the fetch floor, ``python -c "import pyarrow, pyarrow.parquet, pyarrow.compute, numpy, fsspec, orjson,
-  typer, rich, typer._adapters"``: the libraries a small ``quickdraw fetch`` truly needs, Typer's run-time
-  included (``typer._adapters``: the pydantic coercion every Typer command runs, ~0.08 CPU-s). No numba: a
+  typer, typer._adapters, rich.console, rich.table"``: the libraries a small ``quickdraw fetch`` truly needs,
+  Typer's run-time included (``typer._adapters``: the pydantic coercion every Typer command runs, ~0.08
+  CPU-s) and rich's console and table (the summary it prints). No numba: a
   chunk of fewer than ``ndjson.SCANNER_MIN_LINES`` lines takes the exact orjson path while the scanner is not
   loaded, which is faster than loading numba for it;
 * ``quickdraw fetch`` of one class capped at ``--cap`` drawings (default 100) from a local folder holding a
@@ -53,7 +54,8 @@ TARGET_HELP = 2.5
 TARGET_FETCH = 1.3
 WORD = "cat"
 
-FETCH_LIBS = "pyarrow, pyarrow.parquet, pyarrow.compute, numpy, fsspec, orjson, typer, rich, typer._adapters"
+FETCH_LIBS = ("pyarrow, pyarrow.parquet, pyarrow.compute, numpy, fsspec, orjson, typer, typer._adapters, rich.console, "
+              "rich.table")
 BIG_CAP = 5000  # the default pipeline's fetch.max_per_class: chunks large enough for the compiled scanner
 INSTALL_STEP = "import quickdraw.sources._kernel"  # what `make venv` runs after pip install
 
@@ -133,6 +135,11 @@ def main() -> int:
         env = dict(os.environ, COLUMNS="80")
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env.pop("QUICKDRAW_LOG", None)
+        # Timed as a user runs it: with the project's bytecode cached. (Some shells here set
+        # PYTHONDONTWRITEBYTECODE, which makes every process recompile quickdraw's ~60 modules: +0.1 s.)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run([py, "-m", "compileall", "-q", str(REPO / "src")], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
 
         src = root / "src"
         size, n, _ = write_class_file(src / f"{WORD}.ndjson", 5.0, WORD, seed=0)
@@ -174,7 +181,7 @@ def main() -> int:
         rows["classes"] = _series([*qd, "classes"], env_warm, r, "quickdraw classes")
         rows["cache_ls"] = _series([*qd, "cache", "ls"], env_warm, r, "quickdraw cache ls")
         rows["stats"] = _series([*qd, "stats", str(out)], env_warm, r, "quickdraw stats <fetch output>")
-        rows["floor"] = _series([py, "-c", f"import {FETCH_LIBS}"], env, r, "fetch floor: import pyarrow, ..., typer._adapters")
+        rows["floor"] = _series([py, "-c", f"import {FETCH_LIBS}"], env, r, "fetch floor: import pyarrow, ..., rich.table")
         rows["fetch"] = _series(fetch_cmd, env_warm, r, f"quickdraw fetch -n {a.cap} (exact path, no numba)", fresh_out)
         nb_cmd = [py, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); import {FETCH_LIBS}, nbstart"]
         nb_env = dict(env, NUMBA_CACHE_DIR=str(root / "numba-trivial"))

@@ -12,7 +12,7 @@ are never removed, and a sub-folder that is a symlink is refused instead of bein
 The marker's content is fixed (no time, no version), so that two runs leave byte-identical folders and DVC
 hashes do not move.
 
-Low layer: imports only the standard library, filelock and :mod:`quickdraw.errors`.
+Low layer: imports only the standard library (filelock on Windows) and :mod:`quickdraw.errors`.
 """
 
 from __future__ import annotations
@@ -142,24 +142,47 @@ def output_lock(root: Path, what: str) -> Iterator[None]:
     Failing rather than waiting: the other run may take hours, and a queue of waiting runs would each redo
     the same work after it.
     """
-    from filelock import FileLock, Timeout
-
     path = root / LOCK
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise OwnershipError(f"{path} is not a regular file (a symlink or a special file): quickdraw does not "
                              f"follow it; remove it and re-run")
-    lock = FileLock(str(path), timeout=0)
+    busy = OwnershipError(f"another quickdraw {what} is writing into {root}: wait for it to finish, or use "
+                          f"another --out")
     try:
-        lock.acquire()
-    except Timeout:
-        raise OwnershipError(f"another quickdraw {what} is writing into {root}: wait for it to finish, or use "
-                             f"another --out") from None
+        import fcntl
+    except ImportError:  # Windows: filelock's msvcrt lock (importing filelock costs ~50 ms, so POSIX skips it)
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise busy from None
+        except OSError as exc:
+            raise OwnershipError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    # The same flock(2) lock filelock takes on POSIX, so runs of older versions still exclude each other.
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
         raise OwnershipError(f"cannot lock {path}: {exc.strerror or exc}") from None
     try:
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        except OSError as exc:
+            raise OwnershipError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        lock.release()
+        os.close(fd)
 
 
 def output_file(out: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[Path, Path]:

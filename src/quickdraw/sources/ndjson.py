@@ -356,6 +356,9 @@ def parse_chunk(
     if good_recs:
         from quickdraw.sources.schema import table_from_records
 
+        if not scanner:  # every line took this loop, in line order: nothing to merge
+            return ChunkResult(table_from_records(good_recs), np.asarray(good_lines, dtype=np.int64), sink.kept,
+                               len(starts) - blank, len(starts), sink.counts)
         both = pa.concat_tables([table, table_from_records(good_recs)])
         both_lines = np.concatenate([lines[~refused], np.asarray(good_lines, dtype=np.int64)])
         order = np.argsort(both_lines, kind="stable")
