@@ -93,6 +93,28 @@ def resampled_bound(x, y, t, stroke_pts, n_strokes):  # type: ignore[no-untyped-
     return total + 1
 
 
+# The maximum of a run of numerators, vectorised: the flags only let LLVM assume no NaN/inf/signed zeros
+# (there are none: inputs are finite and these are absolute values or squares); no reassociation and no
+# contraction into FMA, so every value is computed exactly as in the plain loop.
+_MAX_FLAGS = {"nnan", "ninf", "nsz"}
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_MAX_FLAGS)
+def _max_cross(px, py, a, b, sx, sy, vx, vy):  # type: ignore[no-untyped-def]
+    cmax = 0.0
+    for i in range(a + 1, b):
+        cmax = max(cmax, abs(vx * (sy - py[i]) - vy * (sx - px[i])))
+    return cmax
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_MAX_FLAGS)
+def _max_sq(px, py, a, b, sx, sy):  # type: ignore[no-untyped-def]
+    cmax = 0.0
+    for i in range(a + 1, b):
+        cmax = max(cmax, (px[i] - sx) ** 2 + (py[i] - sy) ** 2)
+    return cmax
+
+
 @numba.njit(cache=True, nogil=True)
 def _rdp(px, py, n, eps, keep, stack):  # type: ignore[no-untyped-def]
     """Ramer-Douglas-Peucker over ``px[:n], py[:n]`` as ``rdp.rdp_rec`` decides it; marks ``keep[:n]``.
@@ -116,16 +138,25 @@ def _rdp(px, py, n, eps, keep, stack):  # type: ignore[no-untyped-def]
         vx, vy = px[b] - sx, py[b] - sy
         same = vx == 0.0 and vy == 0.0
         norm = math.sqrt(vx * vx + vy * vy)
-        best = 0.0
+        # rdp_rec compares d = |cross| / norm (or the distance to start when start == end). Division and sqrt
+        # are monotonic but not strictly, so first find the largest numerator without them, then take the
+        # first point whose d equals that maximum's d: the same choice, with a division only near the top.
+        cmax = _max_sq(px, py, a, b, sx, sy) if same else _max_cross(px, py, a, b, sx, sy, vx, vy)
+        best = math.sqrt(cmax) if same else cmax / norm
         idx = -1
-        for i in range(a + 1, b):
-            if same:
-                d = math.sqrt((px[i] - sx) ** 2 + (py[i] - sy) ** 2)
-            else:
-                d = abs(vx * (sy - py[i]) - vy * (sx - px[i])) / norm
-            if d > best:  # strict: the first point of maximal distance wins
-                best = d
-                idx = i
+        if best > 0.0:
+            floor_ = cmax * (1.0 - 1e-12)  # every numerator whose d can equal best is at least this
+            for i in range(a + 1, b):
+                if same:
+                    c = (px[i] - sx) ** 2 + (py[i] - sy) ** 2
+                    if c >= floor_ and math.sqrt(c) == best:
+                        idx = i
+                        break
+                else:
+                    c = abs(vx * (sy - py[i]) - vy * (sx - px[i]))
+                    if c >= floor_ and c / norm == best:
+                        idx = i
+                        break
         if best > eps:
             keep[idx] = True
             stack[top, 0] = a
@@ -247,3 +278,343 @@ def simplify_flat(x, y, t, stroke_pts, n_strokes, out_x, out_y, out_t, out_pts):
             p += m
         s += ns
     return o
+
+
+# ------------------------------------------------------------------------------------------------ scanner
+#
+# The public raw lines all have one shape (no whitespace, this key order, numbers without exponents):
+#
+#   {"word":"cat","countrycode":"VE","timestamp":"2017-03-02 23:25:10.07453 UTC","recognized":true,
+#    "key_id":"5201136883597312","drawing":[[[414.48199462890625,...],[...],[0,17,...]],...]}
+#
+# :func:`scan_raw_lines` accepts exactly that shape with values the exact path accepts as they are, and
+# refuses everything else (blank lines, CRLF, a BOM, escapes, exponents, "-0", huge or out-of-range values,
+# any invalid record): refused lines go to orjson + ``check_raw_record``, which stays the definition of
+# validity. The scanner may only be stricter than that definition, never looser (tests/security fuzz it).
+#
+# Coordinates must come out as the very float64 orjson gives (simplification depends on the last bit), so
+# decimals are converted exactly: Clinger's fast path (mantissa < 2^53 and <= 22 decimals: one correctly
+# rounded division) and, for the 16-17 digit mantissas of the float32 values printed as doubles, an exact
+# 128-bit long division by 5^k with round half to even; anything beyond 19 digits or 27 decimals is refused.
+
+from quickdraw.sources._kernel import _P_CC, _P_DRAW, _P_KEY, _P_REC, _P_TS, _P_WORD, _FALSE, _TRUE  # noqa: E402
+from quickdraw.sources._kernel import _lit, _string, _timestamp  # noqa: E402
+
+_POW10 = np.array([10.0**k for k in range(23)], np.float64)
+_POW5 = np.array([5**k for k in range(28)], np.uint64)
+_TWO53 = np.uint64(1 << 53)
+_U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
+COORD_LIMIT = 1e6  # == quickdraw.sources.raw.RAW_COORD_LIMIT (beyond it the exact path says out_of_range)
+
+_SCAN_RAW_SIG = numba.types.UniTuple(numba.types.int64, 2)(
+    _arr(numba.types.uint8, readonly=True),  # buf
+    _arr(numba.types.int64, readonly=True),  # starts
+    _arr(numba.types.int64, readonly=True),  # ends
+    _arr(numba.types.uint8, readonly=True),  # word
+    numba.types.int64,  # max_line: longer lines are refused (the exact path calls them too_large)
+    _F64,  # xs
+    _F64,  # ys
+    _arr(numba.types.int64),  # ts
+    _arr(numba.types.int64),  # stroke_pts
+    _arr(numba.types.uint64),  # key_id
+    _arr(numba.types.int64),  # timestamp (us)
+    _arr(numba.types.boolean),  # recognized
+    _arr(numba.types.int64),  # cc_start
+    _arr(numba.types.int64),  # cc_end
+    _arr(numba.types.int64),  # n_strokes
+    _arr(numba.types.int64),  # n_points
+    _arr(numba.types.boolean),  # refused
+)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bitlen(v):  # type: ignore[no-untyped-def]
+    n = 0
+    while v != np.uint64(0):
+        v = v >> np.uint64(1)
+        n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_div(m, k):  # type: ignore[no-untyped-def]
+    """The float64 nearest to ``m / 10**k`` (ties to even), for 0 < m < 2**64 and k <= 27."""
+    d = _POW5[k]
+    b = _bitlen(m)
+    sh = 56 - b + _bitlen(d)  # so that the quotient has 55-57 bits: 53 kept, a guard bit, and more
+    if sh < 0:
+        sh = 0
+    if sh == 0:
+        hi = np.uint64(0)
+        lo = m
+    elif sh < 64:
+        hi = m >> np.uint64(64 - sh)
+        lo = m << np.uint64(sh)
+    else:
+        hi = m << np.uint64(sh - 64)
+        lo = np.uint64(0)
+    # Long division of the 128-bit (hi, lo) by d, w bits at a time: rem < d < 2**(63 - w), so rem << w fits
+    # in 63 bits (a 32-bit step for 5**13 and below, a few bits for the largest d).
+    w = 63 - _bitlen(d)
+    if w > 32:
+        w = 32
+    mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+    total = b + sh
+    i = ((total + w - 1) // w) * w - w
+    rem = np.uint64(0)
+    q = np.uint64(0)
+    while i >= 0:
+        if i >= 64:
+            chunk = hi >> np.uint64(i - 64)
+        elif i == 0:
+            chunk = lo
+        else:
+            chunk = (lo >> np.uint64(i)) | (hi << np.uint64(64 - i))
+        rem = (rem << np.uint64(w)) | (chunk & mask)
+        q = (q << np.uint64(w)) | (rem // d)
+        rem = rem % d
+        i -= w
+    nb = _bitlen(q)
+    shift = nb - 53
+    mant = q >> np.uint64(shift)
+    low = q & ((np.uint64(1) << np.uint64(shift)) - np.uint64(1))
+    half = np.uint64(1) << np.uint64(shift - 1)
+    if low > half or (low == half and (rem != np.uint64(0) or (mant & np.uint64(1)) == np.uint64(1))):
+        mant += np.uint64(1)
+        if mant == _TWO53 + _TWO53:
+            mant = mant >> np.uint64(1)
+            shift += 1
+    return math.ldexp(float(mant), shift - sh - k)
+
+
+@numba.njit(cache=True, nogil=True)
+def _coord(buf, pos, end):  # type: ignore[no-untyped-def]
+    """A JSON number without exponent at ``pos``: (position after it, float64 value); (-1, 0) to refuse."""
+    neg = False
+    if pos < end and buf[pos] == 45:
+        neg = True
+        pos += 1
+    if pos >= end or buf[pos] < 48 or buf[pos] > 57:
+        return -1, 0.0
+    m = np.uint64(0)
+    nd = 0  # significant digits in m
+    if buf[pos] == 48:
+        pos += 1
+        if pos < end and 48 <= buf[pos] <= 57:
+            return -1, 0.0  # leading zero: not JSON
+    else:
+        while pos < end and 48 <= buf[pos] <= 57:
+            if nd >= 19:
+                return -1, 0.0
+            m = m * np.uint64(10) + np.uint64(buf[pos] - 48)
+            nd += 1
+            pos += 1
+    k = 0
+    is_float = False
+    if pos < end and buf[pos] == 46:
+        is_float = True
+        pos += 1
+        if pos >= end or buf[pos] < 48 or buf[pos] > 57:
+            return -1, 0.0
+        while pos < end and 48 <= buf[pos] <= 57:
+            if nd >= 19 or k >= 27:
+                return -1, 0.0
+            m = m * np.uint64(10) + np.uint64(buf[pos] - 48)
+            if m != np.uint64(0):
+                nd += 1
+            k += 1
+            pos += 1
+    if pos < end and (buf[pos] == 101 or buf[pos] == 69):
+        return -1, 0.0  # exponents: left to the exact path
+    if m == np.uint64(0):
+        if neg and not is_float:
+            return -1, 0.0  # "-0" is the integer 0 (+0.0) in Python; rare enough to leave to the exact path
+        return pos, -0.0 if neg else 0.0
+    if not is_float and nd > 15:
+        return -1, 0.0  # a huge integer: the exact path decides (it is out of range anyway)
+    if m < _TWO53 and k <= 22:
+        v = float(m) / _POW10[k]
+    else:
+        v = _exact_div(m, k)
+    if v > COORD_LIMIT:
+        return -1, 0.0
+    return pos, -v if neg else v
+
+
+@numba.njit(cache=True, nogil=True)
+def _coords(buf, pos, end, dst, cursor):  # type: ignore[no-untyped-def]
+    """``[v,v,...]`` (at least one value) into ``dst[cursor:]``; returns (position after ']', count)."""
+    if pos >= end or buf[pos] != 91:
+        return -1, 0
+    pos += 1
+    n = 0
+    while True:
+        pos, v = _coord(buf, pos, end)
+        if pos < 0:
+            return -1, 0
+        dst[cursor + n] = v
+        n += 1
+        if pos >= end:
+            return -1, 0
+        c = buf[pos]
+        if c == 44:
+            pos += 1
+        elif c == 93:
+            return pos + 1, n
+        else:
+            return -1, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _times(buf, pos, end, dst, cursor):  # type: ignore[no-untyped-def]
+    """``[t,t,...]`` of JSON integers in the int32 range; returns (position after ']', count)."""
+    if pos >= end or buf[pos] != 91:
+        return -1, 0
+    pos += 1
+    n = 0
+    while True:
+        neg = False
+        if pos < end and buf[pos] == 45:
+            neg = True
+            pos += 1
+        if pos >= end or buf[pos] < 48 or buf[pos] > 57:
+            return -1, 0
+        v = 0
+        nd = 0
+        if buf[pos] == 48:
+            pos += 1
+            nd = 1
+            if neg:
+                return -1, 0  # "-0": left to the exact path
+        else:
+            while pos < end and 48 <= buf[pos] <= 57:
+                v = v * 10 + (buf[pos] - 48)
+                nd += 1
+                pos += 1
+                if nd > 10:
+                    return -1, 0
+        if neg:
+            v = -v
+        if v < -2147483648 or v > 2147483647:
+            return -1, 0
+        if pos >= end:
+            return -1, 0
+        c = buf[pos]
+        dst[cursor + n] = v
+        n += 1
+        if c == 44:
+            pos += 1
+        elif c == 93:
+            return pos + 1, n
+        else:
+            return -1, 0  # '.', 'e' (a float time is bad_type) or anything else
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_raw_one(buf, pos, end, i, word, xs, ys, ts, stroke_pts, s_cursor, p_cursor, key_id, tstamp, rec,
+                  cc_start, cc_end):  # type: ignore[no-untyped-def]
+    pos = _lit(buf, pos, end, _P_WORD)
+    if pos < 0:
+        return -1, 0, 0
+    q = _string(buf, pos, end)
+    if q < 0 or q - pos != word.shape[0]:
+        return -1, 0, 0
+    for k in range(word.shape[0]):
+        if buf[pos + k] != word[k]:
+            return -1, 0, 0
+    pos = _lit(buf, q, end, _P_CC)
+    if pos < 0:
+        return -1, 0, 0
+    q = _string(buf, pos, end)
+    if q < 0:
+        return -1, 0, 0
+    cc_start[i] = pos
+    cc_end[i] = q
+    pos = _lit(buf, q, end, _P_TS)
+    if pos < 0:
+        return -1, 0, 0
+    pos = _timestamp(buf, pos, end, tstamp, i)
+    if pos < 0:
+        return -1, 0, 0
+    pos = _lit(buf, pos, end, _P_REC)
+    if pos < 0:
+        return -1, 0, 0
+    t = _lit(buf, pos, end, _TRUE)
+    if t >= 0:
+        rec[i] = True
+        pos = t
+    else:
+        pos = _lit(buf, pos, end, _FALSE)
+        if pos < 0:
+            return -1, 0, 0
+        rec[i] = False
+    pos = _lit(buf, pos, end, _P_KEY)
+    if pos < 0:
+        return -1, 0, 0
+    kv = np.uint64(0)
+    nd = 0
+    while pos < end and 48 <= buf[pos] <= 57:
+        dgt = np.uint64(buf[pos] - 48)
+        if kv > (_U64_MAX - dgt) // np.uint64(10):
+            return -1, 0, 0
+        kv = kv * np.uint64(10) + dgt
+        nd += 1
+        pos += 1
+    if nd == 0 or nd > 20:
+        return -1, 0, 0
+    key_id[i] = kv
+    pos = _lit(buf, pos, end, _P_DRAW)
+    if pos < 0:
+        return -1, 0, 0
+    ns = 0
+    npts = 0
+    while True:
+        if pos >= end or buf[pos] != 91:
+            return -1, 0, 0
+        pos, nx = _coords(buf, pos + 1, end, xs, p_cursor + npts)
+        if pos < 0 or pos >= end or buf[pos] != 44:
+            return -1, 0, 0
+        pos, ny = _coords(buf, pos + 1, end, ys, p_cursor + npts)
+        if pos < 0 or ny != nx or pos >= end or buf[pos] != 44:
+            return -1, 0, 0
+        pos, nt = _times(buf, pos + 1, end, ts, p_cursor + npts)
+        if pos < 0 or nt != nx or pos >= end or buf[pos] != 93 or nx > 65535:
+            return -1, 0, 0
+        pos += 1
+        stroke_pts[s_cursor + ns] = nx
+        ns += 1
+        npts += nx
+        if pos < end and buf[pos] == 44:
+            pos += 1
+            continue
+        break
+    if pos + 2 != end or buf[pos] != 93 or buf[pos + 1] != 125 or ns > 65535:
+        return -1, 0, 0
+    return 0, ns, npts
+
+
+@numba.njit([_SCAN_RAW_SIG], cache=True, nogil=True)
+def scan_raw_lines(buf, starts, ends, word, max_line, xs, ys, ts, stroke_pts, key_id, tstamp, rec, cc_start,
+                   cc_end, n_strokes, n_points, refused):  # type: ignore[no-untyped-def]
+    """Scan raw lines ``buf[starts[i]:ends[i]]`` into the output arrays (sized for the whole chunk: a point
+    takes at least 6 bytes, a stroke 12); ``refused[i]`` marks each line that does not have the exact public
+    shape (its outputs are left unset). Returns ``(strokes, points)`` written."""
+    p_cursor = 0
+    s_cursor = 0
+    for i in range(starts.shape[0]):
+        if ends[i] - starts[i] > max_line:
+            st, ns, npts = -1, 0, 0
+        else:
+            st, ns, npts = _scan_raw_one(buf, starts[i], ends[i], i, word, xs, ys, ts, stroke_pts, s_cursor,
+                                         p_cursor, key_id, tstamp, rec, cc_start, cc_end)
+        if st < 0:
+            refused[i] = True
+            n_strokes[i] = 0
+            n_points[i] = 0
+            continue
+        refused[i] = False
+        n_strokes[i] = ns
+        n_points[i] = npts
+        s_cursor += ns
+        p_cursor += npts
+    return s_cursor, p_cursor

@@ -138,11 +138,7 @@ def _points_per_drawing(drawing: pa.StructArray) -> pa.Array:
 def raw_table(records: list[dict[str, Any]], word: str) -> pa.Table:
     """A :data:`RAW_DRAWING_SCHEMA` table from valid raw records."""
     x, y, t, pts, ns = _flat(records)
-    drawing = drawing_array({"x": x, "y": y, "t": t}, pts, ns, type=RAW_DRAWING_TYPE)
-    return pa.Table.from_arrays(
-        [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), _points_per_drawing(drawing), drawing],
-        schema=RAW_DRAWING_SCHEMA,
-    )
+    return _flat_table(_meta_arrays(records, word), x, y, t, pts, ns, simplify=False)
 
 
 # --------------------------------------------------------------------------------------------- simplify
@@ -176,17 +172,70 @@ def simplify_strokes(x: np.ndarray, y: np.ndarray, stroke_pts: np.ndarray, n_str
 
 
 def simplify_drawings(records: list[dict[str, Any]], word: str) -> pa.Table:
-    """A :data:`~quickdraw.sources.schema.DRAWING_SCHEMA` table of valid raw records, simplified as published."""
-    x, y, _, pts, ns = _flat(records)
-    sx, sy, spts = simplify_strokes(x, y, pts, ns)
-    drawing = drawing_array({"x": sx, "y": sy}, spts, ns)
-    return pa.Table.from_arrays(
-        [*_meta_arrays(records, word), pa.array(ns.astype(np.uint16)), _points_per_drawing(drawing), drawing],
-        schema=DRAWING_SCHEMA,
-    )
+    """A :data:`~quickdraw.sources.schema.DRAWING_SCHEMA` table of valid raw records, simplified as Google did."""
+    x, y, t, pts, ns = _flat(records)
+    return _flat_table(_meta_arrays(records, word), x, y, t, pts, ns, simplify=True)
 
 
-# ------------------------------------------------------------------------------------------------ parse
+def _flat_table(meta: list[pa.Array], x: np.ndarray, y: np.ndarray, t: np.ndarray, pts: np.ndarray,
+                ns: np.ndarray, simplify: bool) -> pa.Table:
+    """The raw-variant (or, with ``simplify``, the simplified) table of flat points and metadata columns."""
+    if simplify:
+        sx, sy, spts = simplify_strokes(x, y, pts, ns)
+        drawing = drawing_array({"x": sx, "y": sy}, spts, ns)
+        schema = DRAWING_SCHEMA
+    else:
+        drawing = drawing_array({"x": x, "y": y, "t": t}, pts, ns, type=RAW_DRAWING_TYPE)
+        schema = RAW_DRAWING_SCHEMA
+    return pa.Table.from_arrays([*meta, pa.array(ns.astype(np.uint16)), _points_per_drawing(drawing), drawing],
+                                schema=schema)
+
+
+def _fast_raw(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, word: str,
+              simplify: bool) -> tuple[pa.Table, np.ndarray]:
+    """Run the compiled raw scanner over lines; the table of the accepted lines and the refused mask."""
+    from quickdraw.sources._raw_kernel import scan_raw_lines  # numba: only once raw lines are parsed
+
+    n = len(starts)
+    size = max(len(buf), 1)
+    # A point takes at least 6 bytes ("0,0,0" across the three lists), a stroke at least 12.
+    xs = np.empty(size // 6 + 1, np.float64)
+    ys = np.empty(size // 6 + 1, np.float64)
+    ts = np.empty(size // 6 + 1, np.int64)
+    stroke_pts = np.empty(size // 12 + 1, np.int64)
+    key_id = np.empty(n, np.uint64)
+    tstamp = np.empty(n, np.int64)
+    rec = np.empty(n, np.bool_)
+    cc_start = np.empty(n, np.int64)
+    cc_end = np.empty(n, np.int64)
+    n_strokes = np.empty(n, np.int64)
+    n_points = np.empty(n, np.int64)
+    refused = np.empty(n, np.bool_)
+    wb = np.frombuffer(word.encode("utf-8"), np.uint8)
+    total_s, total_p = scan_raw_lines(buf, starts, ends, wb, RAW_MAX_LINE_BYTES, xs, ys, ts, stroke_pts, key_id,
+                                      tstamp, rec, cc_start, cc_end, n_strokes, n_points, refused)
+    ok = ~refused
+    m = int(ok.sum())
+    cs, ce = cc_start[ok], cc_end[ok]
+    lens = ce - cs
+    co = np.zeros(m + 1, np.int32)
+    np.cumsum(lens, out=co[1:])
+    idx = np.repeat(cs - co[:-1], lens) + np.arange(co[-1], dtype=np.int64)
+    cc = pa.StringArray.from_buffers(m, pa.py_buffer(co), pa.py_buffer(buf[idx].tobytes()))
+    wbytes = word.encode("utf-8")
+    words = pa.StringArray.from_buffers(
+        m, pa.py_buffer(np.arange(m + 1, dtype=np.int32) * len(wbytes)), pa.py_buffer(wbytes * m))
+    meta = [pa.array(key_id[ok]), words, cc, pa.array(tstamp[ok], pa.timestamp("us", tz="UTC")), pa.array(rec[ok])]
+    table = _flat_table(meta, xs[:total_p], ys[:total_p], ts[:total_p], stroke_pts[:total_s], n_strokes[ok],
+                        simplify)
+    return table, refused
+
+
+#: Lines longer than this are ``too_large`` (a raw drawing is ~10x a simplified one; this is 64 MiB).
+RAW_MAX_LINE_BYTES = 16 * MAX_LINE_BYTES
+#: Below this many lines a chunk takes the exact path while the raw scanner is not loaded yet (numba's import
+#: and the cached kernels cost ~0.5 s, more than orjson needs for a few hundred raw lines).
+RAW_SCANNER_MIN_LINES = 256
 
 
 def parse_raw_chunk(
@@ -198,20 +247,39 @@ def parse_raw_chunk(
     strict_error: Callable[[int, str, str], None] | None = None,
     simplify: bool = False,
     sample: int | None = None,
+    scanner: bool | None = None,
 ) -> ChunkResult:
     """Parse whole lines of raw ndjson into a :data:`RAW_DRAWING_SCHEMA` table (or, with ``simplify``, a
     simplified :data:`DRAWING_SCHEMA` table). Bad lines come out as rejects, as in
     :func:`quickdraw.sources.ndjson.parse_chunk`.
+
+    Lines of the public layout go through the compiled scanner; the others (and every line with
+    ``scanner=False``) through the exact path, orjson + :func:`check_raw_record`. Both give the same rows and
+    the same rejects (tests/security/test_fuzz_raw_kernel.py). By default (``scanner=None``) the scanner is
+    used when simplifying (numba is loaded for that anyway), for chunks of at least
+    :data:`RAW_SCANNER_MIN_LINES` lines, or once it is loaded.
     """
+    import sys
+
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _line_starts(buf)
+    if scanner is None:
+        scanner = simplify or len(starts) >= RAW_SCANNER_MIN_LINES or "quickdraw.sources._raw_kernel" in sys.modules
+    if scanner:
+        table, refused = _fast_raw(buf, starts, ends, word, simplify)
+    else:
+        table = (DRAWING_SCHEMA if simplify else RAW_DRAWING_SCHEMA).empty_table()
+        refused = np.ones(len(starts), np.bool_)
+    lines = np.arange(first_line, first_line + len(starts), dtype=np.int64)
+    if not refused.any():
+        return ChunkResult(table, lines, [], len(starts), len(starts))
     good: list[dict[str, Any]] = []
-    lines: list[int] = []
+    good_lines: list[int] = []
     sink = RejectSink(sample)
     blank = 0
     last = len(starts) - 1
-    for i in range(len(starts)):
-        raw = data[starts[i] : ends[i]]
+    for i in np.flatnonzero(refused).tolist():
+        raw = bytes(data[starts[i] : ends[i]])
         line = first_line + i
         if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
@@ -221,7 +289,7 @@ def parse_raw_chunk(
             blank += 1
             continue
         verdict: tuple[str, str] | None
-        if len(raw) > 16 * MAX_LINE_BYTES:
+        if len(raw) > RAW_MAX_LINE_BYTES:
             obj, verdict = None, ("too_large", f"{len(raw)} bytes")
         else:
             try:
@@ -233,13 +301,20 @@ def parse_raw_chunk(
                 verdict = ("truncated_last_line" if unterminated else "bad_json", str(exc))
         if verdict is None:
             good.append(obj)
-            lines.append(line)
+            good_lines.append(line)
             continue
         if strict_error is not None:
             strict_error(line, verdict[0], verdict[1])
         sink.add(line, verdict[0], verdict[1], raw)
-    table = simplify_drawings(good, word) if simplify else raw_table(good, word)
-    return ChunkResult(table, np.asarray(lines, np.int64), sink.kept, len(starts) - blank, None, sink.counts)
+    if good:
+        exact = simplify_drawings(good, word) if simplify else raw_table(good, word)
+        both = pa.concat_tables([table, exact]) if table.num_rows else exact
+        both_lines = np.concatenate([lines[~refused], np.asarray(good_lines, np.int64)])
+        order = np.argsort(both_lines, kind="stable")
+        table, kept_lines = both.take(pa.array(order)), both_lines[order]
+    else:
+        kept_lines = lines[~refused]
+    return ChunkResult(table, kept_lines, sink.kept, len(starts) - blank, len(starts), sink.counts)
 
 
 # ----------------------------------------------------------------------------------------------- measure
