@@ -38,6 +38,7 @@ def test_train_then_sample_a_png_that_is_not_blank(cache_root: Path, tmp_path: P
     assert code == 0, stderr
     doc = json.loads(stdout)
     assert doc["steps"] == 8 and doc["classes"] == ["cat"]
+    assert "━" not in stderr  # stderr is not a terminal here: no progress bar
     ckpt = out / "sketch.pt"
     assert ckpt.is_file()
 
@@ -108,3 +109,15 @@ def test_stage_disabled_by_default(tmp_path: Path) -> None:
     assert code == 0, stderr
     assert json.loads(stdout)["enabled"] is False
     assert json.loads((out / "status.json").read_text())["enabled"] is False
+
+
+def test_progress_bar_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from quickdraw.cli.sketch import _progress_wanted
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not _progress_wanted(False, False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert _progress_wanted(False, False)
+    assert not _progress_wanted(True, False) and not _progress_wanted(False, True)
