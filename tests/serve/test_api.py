@@ -118,6 +118,8 @@ def test_health_names_the_model_limits_and_examples(client: TestClient, predicto
     # Every answer names the model it came from.
     answer = client.post("/api/predict", json={"drawing": [[[0, 50, 100, 150, 200, 255], [0, 60, 0, 60, 0, 60]]]})
     assert answer.json()["model"] == h["model"]
+    timing = dict(part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
+    assert set(timing) == {"predict", "cpu"} and all(float(v) >= 0 for v in timing.values())
 
 
 def test_model_version_is_a_hash_of_the_weights(trained: Trained, predictor: Predictor, tmp_path: Path) -> None:
@@ -332,3 +334,14 @@ def test_inference_does_not_block_the_event_loop(trained: Trained) -> None:
         release.set()
         t.join(20)
     assert result == [200]
+
+
+def test_the_readme_curl_example_works(client: TestClient) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### `quickdraw serve`", 1)[1]
+    body = re.search(r"-d '(\{.*?\})'", section)
+    assert body, "README lost its curl example"
+    r = client.post("/api/predict", content=body.group(1), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["top"]) == 3 and r.json()["skipped"] is None
