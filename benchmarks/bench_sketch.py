@@ -139,7 +139,7 @@ def main() -> None:
                    "test_drawings": ev["sequences"], "test_steps": ev["model"]["steps"], "steps": r.steps,
                    "best_step": r.best_step, "hidden": args.hidden, "wall_s": wall, "cpu_s": cpu,
                    **{f"{k}_{m}": ev[k][m] for k in ("model", "untrained", "marginal")
-                      for m in ("nll", "offset_nll", "pen_ce")}}
+                      for m in ("nll", "offset_nll", "pen_ce", "nll_dequantized")}}
             results.append(row)
             print(json.dumps(row), flush=True)
             if seed == int(args.seeds.split(",")[0]):

@@ -118,11 +118,12 @@ def evaluate(
 
     t = table(f"NLL per step on {lit(doc['cache'])} {lit(split)} ({doc['sequences']} drawings of "
               f"{lit(', '.join(doc['classes']))}; lower is better)")
-    for col in ("model", "nll", "offset nll", "pen ce"):
+    for col in ("model", "nll", "offset nll", "pen ce", "nll dequantized"):
         t.add_column(col, no_wrap=True, justify="left" if col == "model" else "right")
     for key, label in (("model", "trained"), ("untrained", "untrained"), ("marginal", "marginal offsets")):
         r = doc[key]
-        t.add_row(label, f"{r['nll']:.4f}", f"{r['offset_nll']:.4f}", f"{r['pen_ce']:.4f}")
+        t.add_row(label, f"{r['nll']:.4f}", f"{r['offset_nll']:.4f}", f"{r['pen_ce']:.4f}",
+                  f"{r['nll_dequantized']:.4f}")
     console.print(t)
 
 
