@@ -164,3 +164,18 @@ def test_gc_leaves_a_version_holding_files_the_build_did_not_write(tmp_path: Pat
     r = runner.invoke(app, ["cache", "gc", "--root", str(tmp_path / "cache"), "--json"])
     assert r.exit_code == 0 and (old.path / "thesis.tex").read_text() == "mine"
     assert any("thesis.tex" in d["reason"] for d in json.loads(r.stdout)["skipped"])
+
+
+@pytest.mark.parametrize("src,says", [
+    ("", "--source is empty"),
+    ("zip://x", "cannot open the source zip://x/"),  # cat or apple: whichever class fails first
+    ("nope://x", "Protocol not known: nope"),
+])
+def test_a_source_fsspec_cannot_open_is_named_as_the_source(tmp_path: Path, src: str, says: str) -> None:
+    """`--source ""` read `/cat.ndjson`; `zip://x` said "cannot write <cwd>: Is a directory" (fsspec opened the
+    working folder as an archive): both blamed the wrong thing. One line, naming the source, exit 2."""
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["fetch", "--classes", "cat,apple", "--source", src, "--out", str(out), "-n", "5"])
+    assert r.exit_code == 2, r.output
+    assert says in r.output and "--source" in r.output and "cannot write" not in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -143,6 +143,10 @@ class FetchOptions:
             raise ValueError("simplify applies to the raw format only (--format raw --simplify)")
         if self.source is None:
             object.__setattr__(self, "source", FORMATS[self.format][0])
+        elif not str(self.source).strip():
+            # "" would become "/" (the file system root) once joined with a class file name.
+            raise ValueError("--source is empty: give the folder or fsspec URL holding the class files, or leave "
+                             "it out for the public bucket (in params.yaml: fetch.source)")
 
     def identity(self) -> dict[str, Any]:
         """The options that shape the output, as stored in manifests (a change means a refetch)."""

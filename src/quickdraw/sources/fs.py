@@ -167,7 +167,16 @@ def open_source(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         endpoint = os.environ.get(ENDPOINT_ENV) or os.environ.get("STORAGE_EMULATOR_HOST")
         if endpoint:
             kwargs["endpoint_url"] = endpoint
-    fs, path = fsspec.core.url_to_fs(url, **kwargs)
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **kwargs)
+    except ImportError:
+        raise  # an optional package for this protocol: the CLI names it and how to install it
+    except (OSError, ValueError, TypeError) as exc:
+        # e.g. zip://x (fsspec opens the archive named by the URL's remaining part) or an unknown protocol:
+        # it is the source that is wrong, whatever the OS error says, and every class would fail alike.
+        raise SourceError(f"cannot open the source {url}: {exc}. --source must be a folder or an fsspec URL "
+                          f"(gs://, https://, s3://, file://) of the folder holding the <class> files",
+                          url=url, source_wide=True) from None
     return fs, path
 
 
