@@ -179,3 +179,11 @@ def test_a_source_fsspec_cannot_open_is_named_as_the_source(tmp_path: Path, src:
     assert r.exit_code == 2, r.output
     assert says in r.output and "--source" in r.output and "cannot write" not in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_show_refuses_an_unknown_split_even_on_a_fetch_output(tmp_path: Path, source: Path) -> None:
+    """`show data/raw --split nope` drew the fetch output as if the split were valid."""
+    fetch("cat", tmp_path / "raw", FetchOptions(source=str(source), max_per_class=4))
+    r = runner.invoke(app, ["show", str(tmp_path / "raw"), "--split", "nope", "--out", str(tmp_path / "g.png")])
+    assert r.exit_code == 2 and "unknown split 'nope'" in r.output, r.output
+    assert not (tmp_path / "g.png").exists()

@@ -179,6 +179,9 @@ def load_sample(
 
     if n < 1:
         raise ShowError(f"n must be at least 1, got {n}")
+    if split not in ("train", "val", "test"):
+        # Checked first: a fetch output has no splits, and a bad name must not pass silently there.
+        raise ShowError(f"unknown split {split!r}: expected train, val or test")
     p = Path(path_or_name).expanduser()
     if p.is_dir() and (p / "_manifest.json").is_file():
         return _from_prepare(p, classes, n, split)
