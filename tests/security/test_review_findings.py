@@ -187,3 +187,15 @@ def test_show_refuses_an_unknown_split_even_on_a_fetch_output(tmp_path: Path, so
     r = runner.invoke(app, ["show", str(tmp_path / "raw"), "--split", "nope", "--out", str(tmp_path / "g.png")])
     assert r.exit_code == 2 and "unknown split 'nope'" in r.output, r.output
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("countries", ["[/]", "USA", "U1", "US,*"])
+def test_countries_that_no_drawing_can_have_are_refused(tmp_path: Path, source: Path, countries: str) -> None:
+    """`--countries "[/]"` was accepted and kept zero drawings of every class, without a word."""
+    r = runner.invoke(app, ["fetch", "--classes", "cat", "--source", str(source), "--out", str(tmp_path / "o"),
+                            "--countries", countries])
+    assert r.exit_code == 2 and "two-letter country code" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
+    ok = runner.invoke(app, ["fetch", "--classes", "cat", "--source", str(source), "--out", str(tmp_path / "k"),
+                             "--countries", "us, gb", "-n", "3"])
+    assert ok.exit_code == 0, ok.output  # lower case and spaces are normalized by the CLI

@@ -141,6 +141,11 @@ class FetchOptions:
             raise ValueError(f"unknown source format {self.format!r} (expected one of: {', '.join(FORMATS)})")
         if self.simplify and self.format != "raw":
             raise ValueError("simplify applies to the raw format only (--format raw --simplify)")
+        bad = [c for c in self.countries or () if not (len(c) == 2 and c.isascii() and c.isalpha() and c.isupper())]
+        if bad:
+            # A filter value that no drawing can have would keep zero drawings of every class, silently.
+            raise ValueError(f"--countries: {', '.join(repr(c) for c in bad[:5])} is not a two-letter country code "
+                             f"(ISO 3166-1 alpha-2, upper case, e.g. US,GB,DE)")
         if self.source is None:
             object.__setattr__(self, "source", FORMATS[self.format][0])
         elif not str(self.source).strip():
