@@ -189,3 +189,26 @@ def test_schedule_on_small_data_leaves_warmup() -> None:
     # max_steps_per_epoch caps the steps the warm-up fraction is taken of
     s = plan_schedule(10_000, TrainParams(batch_size=10, epochs=2, max_steps_per_epoch=5, warmup=0.5))
     assert (s.steps_per_epoch, s.warmup_steps) == (5, 5)
+
+
+@pytest.mark.parametrize("stage", ["train", "sketch"])
+def test_params_files_that_would_mislead_are_refused_in_one_line(tmp_path: Path, stage: str) -> None:
+    """Through both stages that read params.yaml: a key written twice (PyYAML kept the last one silently), a
+    FIFO (it blocked the stage, then said "not found"), a missing file, a file far too large for params."""
+    import os
+
+    f = tmp_path / "params.yaml"
+    f.write_text(f"seed: 0\n{stage}:\n  hidden: 64\n  layers: 1\n  hidden: 192\n")
+    args = ["train", "--cache", "none"] if stage == "train" else ["sketch", "train", "--cache", "none", "--classes", "cat"]
+    line = _one_line_error(CliRunner().invoke(app, [*args, "--params", str(f)]))
+    assert "key 'hidden' appears twice (lines 3 and 5)" in line and str(f) in line, line
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    line = _one_line_error(CliRunner().invoke(app, [*args, "--params", str(fifo)]))
+    assert "not a regular file" in line and str(fifo) in line, line
+    line = _one_line_error(CliRunner().invoke(app, [*args, "--params", str(tmp_path / "nope.yaml")]))
+    assert "params file not found" in line and "nope.yaml" in line, line
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
+    line = _one_line_error(CliRunner().invoke(app, [*args, "--params", str(big)]))
+    assert "larger than" in line and str(big) in line, line

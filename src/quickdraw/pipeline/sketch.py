@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names, output_file, output_lock
 from quickdraw.models.sketch import (
@@ -48,7 +47,8 @@ from quickdraw.models.sketch import (
     save_sketch,
 )
 from quickdraw.models.sketch import MAX_HIDDEN, MAX_LAYERS, MAX_MIXTURE, MAX_SAMPLE_LEN
-from quickdraw.pipeline.train import ParamError, check_device, check_number, pick_device
+from quickdraw.pipeline._params import ParamError, params_section
+from quickdraw.pipeline.train import check_device, check_number, pick_device
 from quickdraw.strokes import scale_from_moments, take_ranges, xy_moments
 
 __all__ = [
@@ -181,38 +181,7 @@ def check_sketch_param(key: str, value: Any, where: str = "") -> Any:
 def load_sketch_params(path: str | os.PathLike[str] | None, overrides: Iterable[str] = ()) -> SketchParams:
     """SketchParams from a params.yaml's ``sketch`` section (top-level ``seed`` unless the section has its own)
     and ``--set key=value`` overrides (``sketch.hidden=128`` or ``hidden=128``; values parsed as YAML)."""
-    doc: dict[str, Any] = {}
-    where = "params"
-    if path is not None:
-        p = Path(path)
-        where = str(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"params file not found: {p}")
-        try:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ParamError(f"{p}: not valid YAML ({first})") from None
-        if not isinstance(doc, dict):
-            raise ParamError(f"{p}: expected a YAML mapping at the top level")
-    raw = doc.get("sketch")
-    if raw is not None and not isinstance(raw, dict):
-        raise ParamError(f"{where}: sketch = {raw!r}: expected a mapping of sketch params")
-    section = dict(raw or {})
-    sources = {k: where for k in section}
-    if "seed" in doc and "seed" not in section:
-        section["seed"], sources["seed"] = doc["seed"], where
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ParamError(f"--set expects key=value, got {item!r}")
-        key = key.strip().removeprefix("sketch.")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        section[key] = value
-        sources[key] = f"--set {item.strip()}"
+    section, sources = params_section(path, "sketch", overrides)
     return SketchParams.from_dict(section, sources)
 
 

@@ -32,12 +32,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
 from quickdraw.datasets.torch_data import BucketBatchSampler, shard_batch
-from quickdraw.errors import QuickDrawError
+# ParamError lives with the params-file reader that train and sketch share; importable from here as before.
+from quickdraw.pipeline._params import ParamError, params_section
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
 from quickdraw.datasets.augment import Augment, augment_batch
 from quickdraw.models.checkpoint import MAX_CONV_KERNEL, MAX_HIDDEN, MAX_LAYERS
@@ -81,9 +81,6 @@ class SplitLike(Protocol):
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]: ...
 
 
-class ParamError(QuickDrawError, ValueError):
-    """A train param (params.yaml or ``--set``) of the wrong type or out of range; the message names the key,
-    the value given and what is allowed, on one line (the CLI prints it and exits 2)."""
 
 
 @dataclass
@@ -340,40 +337,7 @@ def load_params(path: str | os.PathLike[str] | None, overrides: Iterable[str] = 
     (:func:`check_param`); a bad one raises :class:`ParamError` naming the key, the value, where it came
     from and what is allowed. ``dvc repro`` goes through here too (its stage passes ``--params params.yaml``).
     """
-    doc: dict[str, Any] = {}
-    where = "params"
-    if path is not None:
-        p = Path(path)
-        where = str(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"params file not found: {p}")
-        try:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ParamError(f"{p}: not valid YAML ({first})") from None
-        if not isinstance(doc, dict):
-            raise ParamError(f"{p}: expected a YAML mapping at the top level")
-    raw_section = doc.get("train")
-    if raw_section is not None and not isinstance(raw_section, dict):
-        raise ParamError(f"{where}: train = {_show(raw_section)}: expected a mapping of train params")
-    section = dict(raw_section or {})
-    sources = {k: where for k in section}
-    # The shared seed applies unless the train section pins its own.
-    if "seed" in doc and "seed" not in section:
-        section["seed"] = doc["seed"]
-        sources["seed"] = where
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ParamError(f"--set expects key=value, got {_show(item)}")
-        key = key.strip().removeprefix("train.")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw  # e.g. --set device=cuda:0]: kept as text; check_param names it if it is wrong
-        section[key] = value
-        sources[key] = f"--set {item.strip()}"
+    section, sources = params_section(path, "train", overrides)
     return TrainParams.from_dict(section, sources)
 
 

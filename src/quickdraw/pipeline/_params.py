@@ -1,0 +1,102 @@
+"""Reading one stage's section of params.yaml plus ``--set key=value`` overrides (train and sketch share it).
+
+The file is what ``dvc repro`` and users edit by hand, so it is read defensively: only a regular file (a FIFO
+would block the stage), at most :data:`MAX_PARAMS_BYTES`, and a key written twice in one mapping is an error
+(PyYAML keeps the last one silently, so ``hidden: 64`` above ``hidden: 192`` would train the wrong model).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from quickdraw._safety import open_regular
+from quickdraw.errors import QuickDrawError
+
+__all__ = ["MAX_PARAMS_BYTES", "ParamError", "params_section", "read_params_file"]
+
+MAX_PARAMS_BYTES = 1 << 20  # a params.yaml is a few KB
+
+
+class ParamError(QuickDrawError, ValueError):
+    """A param (params.yaml or ``--set``) of the wrong type or out of range, or a params file that cannot be
+    read; the message names the key or file, the value given and what is allowed, on one line (the CLI prints
+    it and exits 2)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if isinstance(key, (str, int, float, bool)) or key is None:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level mapping of a params file; :class:`ParamError` (one line, naming the file) otherwise."""
+    p = os.fspath(path)
+    if not os.path.lexists(p):
+        raise ParamError(f"params file not found: {p} (give --params the project's params.yaml)")
+    with open_regular(p, "params file", error=ParamError) as f:
+        data = f.read(MAX_PARAMS_BYTES + 1)
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ParamError(f"{p}: larger than {MAX_PARAMS_BYTES:,} bytes, not a params file")
+    try:
+        doc = yaml.load(data.decode("utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        raise ParamError(f"{p}: not valid YAML{at} ({problem or first})") from None
+    if not isinstance(doc, dict):
+        raise ParamError(f"{p}: expected a YAML mapping at the top level")
+    return doc
+
+
+def params_section(path: str | os.PathLike[str] | None, name: str,
+                   overrides: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(values, sources)`` of section ``name``: the file's section (plus its top-level ``seed`` unless the
+    section has its own), then each ``--set key=value`` (``key`` is ``<name>.<key>`` or ``<key>``; the value
+    is parsed as YAML, or kept as text if it is not YAML). ``sources`` says where each value came from, for
+    the error messages of the caller's checks."""
+    doc: dict[str, Any] = {}
+    where = "params"
+    if path is not None:
+        doc = read_params_file(path)
+        where = os.fspath(path)
+    raw = doc.get(name)
+    if raw is not None and not isinstance(raw, dict):
+        shown = repr(raw)
+        raise ParamError(f"{where}: {name} = {shown[:80]}: expected a mapping of {name} params")
+    section = dict(raw or {})
+    sources = {k: where for k in section}
+    if "seed" in doc and "seed" not in section:
+        section["seed"], sources["seed"] = doc["seed"], where
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ParamError(f"--set expects key=value, got {item[:80]!r}")
+        key = key.strip().removeprefix(f"{name}.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text  # e.g. --set device=cuda:0]: kept as text; the caller's check names it if it is wrong
+        section[key] = value
+        sources[key] = f"--set {item.strip()}"
+    return section, sources
