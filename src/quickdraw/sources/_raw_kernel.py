@@ -358,6 +358,8 @@ def _exact_div(m, k):  # type: ignore[no-untyped-def]
     w = 63 - _bitlen(d)
     if w > 32:
         w = 32
+    if w < 1:  # d has 63 bits (5**27): one bit at a time, rem << 1 < 2**64 still fits
+        w = 1
     mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
     total = b + sh
     i = ((total + w - 1) // w) * w - w
