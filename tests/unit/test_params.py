@@ -22,20 +22,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 # (--set item, key named in the message, value as shown, words of what is allowed)
 BAD_SETS = [
-    ("train.epochs=abc", "train.epochs", "'abc'", "an integer >= 1"),
+    ("train.epochs=abc", "train.epochs", "'abc'", "an integer with 1 <= value"),
     ("train.lr=nan", "train.lr", "'nan'", "a finite number > 0"),
     ("train.lr=.nan", "train.lr", "nan", "a finite number > 0"),
     ("train.lr=inf", "train.lr", "'inf'", "a finite number > 0"),
     ("train.lr=-.inf", "train.lr", "-inf", "a finite number > 0"),
     ("train.lr=-1", "train.lr", "-1", "a finite number > 0"),
-    ("train.epochs=-1", "train.epochs", "-1", "an integer >= 1"),
-    ("train.epochs=true", "train.epochs", "True", "an integer >= 1"),
+    ("train.epochs=-1", "train.epochs", "-1", "an integer with 1 <= value"),
+    ("train.epochs=true", "train.epochs", "True", "an integer with 1 <= value"),
     ("train.hidden=1.5", "train.hidden", "1.5", "an integer with 1 <= value <= 4096"),
     ("train.dropout=1", "train.dropout", "1", "0 <= value < 1"),
     ("train.dropout=abc", "train.dropout", "'abc'", "0 <= value < 1"),
     ("train.warmup=1.5", "train.warmup", "1.5", "0 <= value <= 1"),
-    ("train.batch_size=0", "train.batch_size", "0", "an integer >= 1"),
-    ("train.max_steps_per_epoch=0", "train.max_steps_per_epoch", "0", "an integer >= 1 or null"),
+    ("train.batch_size=0", "train.batch_size", "0", "an integer with 1 <= value"),
+    ("train.max_steps_per_epoch=0", "train.max_steps_per_epoch", "0", "an integer with 1 <= value <= 1000000000 or null"),
     ("train.pool=max", "train.pool", "'max'", "one of last, mean, last+mean"),
     ("seed=-3", "train.seed", "-3", "0 <= value <= 4294967295"),
     ("train.device=tpu", "train.device", "'tpu'", "auto, cpu, cuda, cuda:N or mps"),
@@ -70,12 +70,12 @@ def test_cli_set_rejects_bad_values_in_one_line(item: str, key: str, shown: str,
 def test_cli_params_file_values_are_checked_naming_the_file(tmp_path: Path) -> None:
     f = tmp_path / "params.yaml"
     for body, key, shown, allowed in [
-        ("train:\n  epochs: abc\n", "train.epochs", "'abc'", "an integer >= 1"),
+        ("train:\n  epochs: abc\n", "train.epochs", "'abc'", "an integer with 1 <= value"),
         ("train:\n  lr: .nan\n", "train.lr", "nan", "a finite number > 0"),
         ("train:\n  lr: .inf\n", "train.lr", "inf", "a finite number > 0"),
-        ("train:\n  patience: -1\n", "train.patience", "-1", "an integer >= 1"),
-        ("train:\n  epochs: true\n", "train.epochs", "True", "an integer >= 1"),
-        ("train:\n  epochs: 1.5\n", "train.epochs", "1.5", "an integer >= 1"),
+        ("train:\n  patience: -1\n", "train.patience", "-1", "an integer with 1 <= value"),
+        ("train:\n  epochs: true\n", "train.epochs", "True", "an integer with 1 <= value"),
+        ("train:\n  epochs: 1.5\n", "train.epochs", "1.5", "an integer with 1 <= value"),
         ("seed: 1.5\ntrain: {}\n", "train.seed", "1.5", "an integer"),
     ]:
         f.write_text(body)
@@ -212,3 +212,11 @@ def test_params_files_that_would_mislead_are_refused_in_one_line(tmp_path: Path,
     big.write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
     line = _one_line_error(CliRunner().invoke(app, [*args, "--params", str(big)]))
     assert "larger than" in line and str(big) in line, line
+
+
+@pytest.mark.parametrize("key", ["epochs", "min_steps", "patience", "warmup_steps", "batch_size"])
+def test_counts_beyond_any_run_are_refused(key: str) -> None:
+    """A 20-digit epoch count was accepted (and planned a schedule no run could finish)."""
+    line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--set",
+                                                    f"train.{key}=99999999999999999999"]))
+    assert f"train.{key}" in line and "<= " in line, line
