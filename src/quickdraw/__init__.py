@@ -4,7 +4,8 @@
 >>> qd.resolve_classes("animals10")[:3]
 ['butterfly', 'cow', 'elephant']
 
-``qd.load("animals10", split="train")`` opens a cached split (see :mod:`quickdraw.datasets`).
+``qd.load("animals10", split="train")`` opens a cached split; ``qd.load("bitmaps28", format="bitmap")`` a bitmap
+export (see :mod:`quickdraw.datasets`).
 """
 
 from __future__ import annotations

@@ -9,14 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import os
+
 from quickdraw.cache.store import list_datasets
-from quickdraw.datasets.sequence import SequenceDataset, load
+from quickdraw.datasets.sequence import SequenceDataset
+from quickdraw.datasets.sequence import load as _load_sequences
 
 if TYPE_CHECKING:
+    from quickdraw.datasets.bitmap import BitmapDataset
     from quickdraw.datasets.render import Drawing, plot_grid, strokes_from_sequence
     from quickdraw.datasets.torch_data import BucketBatchSampler, TorchSequenceDataset, collate_padded
 
 __all__ = [
+    "BitmapDataset",
     "BucketBatchSampler",
     "Drawing",
     "SequenceDataset",
@@ -29,6 +34,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "BitmapDataset": "quickdraw.datasets.bitmap",
     "BucketBatchSampler": "quickdraw.datasets.torch_data",
     "TorchSequenceDataset": "quickdraw.datasets.torch_data",
     "collate_padded": "quickdraw.datasets.torch_data",
@@ -36,6 +42,30 @@ _LAZY = {
     "plot_grid": "quickdraw.datasets.render",
     "strokes_from_sequence": "quickdraw.datasets.render",
 }
+
+
+def load(
+    name_or_path: str | os.PathLike[str],
+    split: str = "train",
+    format: str = "stroke3",
+    version: str = "latest",
+    root: str | os.PathLike[str] | None = None,
+    normalize: bool = False,
+) -> SequenceDataset | BitmapDataset:
+    """Open a cached dataset (``format`` stroke3, stroke5 or stroke3t: a :class:`SequenceDataset`), or with
+    ``format="bitmap"`` a bitmap export folder written by ``quickdraw export bitmap`` (a
+    :class:`~quickdraw.datasets.bitmap.BitmapDataset`: uint8 ``[size, size]`` per drawing, memory-mapped).
+
+    >>> ds = load("animals10", split="train")              # doctest: +SKIP
+    >>> bm = load("bitmaps28", split="train", format="bitmap")  # doctest: +SKIP
+    """
+    if format == "bitmap":
+        from quickdraw.datasets.bitmap import BitmapDataset
+
+        if normalize:
+            raise ValueError("normalize applies to sequences, not bitmaps")
+        return BitmapDataset(name_or_path, split)
+    return _load_sequences(name_or_path, split=split, format=format, version=version, root=root, normalize=normalize)
 
 
 def __getattr__(name: str) -> Any:
