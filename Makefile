@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv repro test bench clean
+.PHONY: venv repro test bench sweep clean
 
 $(BIN)/quickdraw: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# The model study (issue 16): dvc exp run --queue over arch x hidden x augmentation, dvc queue start, then
+# reports/sweep.md + sweep.png from dvc exp show --json. Needs a reproduced, committed pipeline; SWEEP adds
+# options, e.g. make sweep SWEEP="--hidden 96 --aug off,on --set train.min_steps=600".
+SWEEP ?=
+sweep: venv
+	$(BIN)/python scripts/sweep.py all $(SWEEP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

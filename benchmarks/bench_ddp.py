@@ -39,6 +39,7 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def build(base: Path, per_class: int) -> None:
+    """A 10-class synthetic stroke-3 cache named ``bench`` under ``base/cache``."""
     sys.path.insert(0, str(REPO / "src"))
     from quickdraw.cache.build import build_cache
     from quickdraw.cache.synthetic import write_synthetic_strokes
@@ -48,13 +49,14 @@ def build(base: Path, per_class: int) -> None:
     build_cache(strokes, base / "cache", "bench", formats=("stroke3",))
 
 
-def run(base: Path, ranks: int, a: argparse.Namespace, i: int) -> dict[str, Any]:
-    name = f"r{ranks}-{i}"
+def run(base: Path, ranks: int, a: argparse.Namespace, i: int, extra: tuple[str, ...] = (), tag: str = "") -> dict[str, Any]:
+    """One `quickdraw train` command (``ranks`` processes); its seq/s, wall time and CPU time of all processes."""
+    name = f"r{ranks}-{i}{tag}"
     head = ([sys.executable, "-m", "quickdraw"] if ranks == 1
             else [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", "-m", "quickdraw"])
     sets = [f"train.hidden={a.hidden}", f"train.batch_size={a.batch_size}", "train.min_steps_per_epoch=1",
             "train.epochs=1", f"train.max_steps_per_epoch={a.steps}", "train.min_steps=0", "train.num_threads=1",
-            "train.max_val_per_class=8", "train.warmup_steps=2"]
+            "train.max_val_per_class=8", "train.warmup_steps=2", *extra]
     cmd = [*head, "train", "--cache", "bench", "--cache-root", str(base / "cache"), "--out", str(base / name / "m"),
            "--live-dir", str(base / name / "live"), "--quiet"]
     for s in sets:
