@@ -232,7 +232,12 @@ def test_temperature_scales_the_variance(tau: float) -> None:
 
 def test_sampling_stops_at_p_end_and_at_max_len() -> None:
     always_end = sample(_fixed_model(end_logit=30.0), 3, 1.0, max_len=50, seed=0)
-    assert [len(s) for s in always_end] == [1, 1, 1] and always_end.ended.all()
+    # From scratch the first step cannot end (no drawing is empty); the second does.
+    assert [len(s) for s in always_end] == [2, 2, 2] and always_end.ended.all()
+    assert always_end[0][0, 2:].tolist() == [1, 0, 0]
+    # After a prefix, ending at once is allowed: the model may think the drawing is finished.
+    done = complete(_fixed_model(end_logit=30.0), np.array([[5, 5, 1]]), n=2, temperature=1.0, seed=0)
+    assert [len(s) for s in done] == [2, 2] and done.ended.all()
     never_end = sample(_fixed_model(end_logit=-30.0), 3, 1.0, max_len=17, seed=0)
     assert [len(s) for s in never_end] == [18, 18, 18] and not never_end.ended.any()
     for s in never_end:

@@ -291,12 +291,18 @@ def _check_count(n: int, what: str, hi: int) -> int:
     return int(n)
 
 
-def _draw(p: MixtureParams, temperature: float, gen: torch.Generator) -> torch.Tensor:
-    """One sampled normalised stroke-5 row per batch item from one step's parameters (``[B, 5]``)."""
+def _draw(p: MixtureParams, temperature: float, gen: torch.Generator, *, allow_end: bool = True) -> torch.Tensor:
+    """One sampled normalised stroke-5 row per batch item from one step's parameters (``[B, 5]``).
+
+    ``allow_end=False`` samples the pen state among p_down and p_up only (renormalised)."""
     b = p.log_pi.shape[0]
     pi = torch.softmax(p.log_pi[:, 0] / temperature, dim=-1)
     k = torch.multinomial(pi, 1, generator=gen)  # [B, 1]
-    pen = torch.multinomial(torch.softmax(p.pen_logits[:, 0] / temperature, dim=-1), 1, generator=gen)[:, 0]
+    pen_logits = p.pen_logits[:, 0] / temperature
+    if not allow_end:
+        pen_logits = pen_logits.clone()
+        pen_logits[:, 2] = -math.inf
+    pen = torch.multinomial(torch.softmax(pen_logits, dim=-1), 1, generator=gen)[:, 0]
 
     def pick(v: torch.Tensor) -> torch.Tensor:
         return v[:, 0].gather(1, k)[:, 0]
@@ -342,7 +348,10 @@ def _generate(model: SketchRNN, n: int, temperature: float, max_len: int, seed: 
     done = torch.zeros(n, dtype=torch.bool)
     length = torch.full((n,), max_len, dtype=torch.int64)
     for t in range(max_len):
-        row = _draw(last, temperature, gen)
+        # A drawing from scratch takes at least one step: no drawing in the data ends before its first point,
+        # yet a trained decoder gives that some probability (6.7% for the monkey model of the README), which
+        # would leave empty tiles. A prefix may be finished already: then ending at once is allowed.
+        row = _draw(last, temperature, gen, allow_end=t > 0 or len(pre) > 0)
         row[done] = torch.tensor((0.0, 0.0, 0.0, 0.0, 1.0))
         rows[:, t] = row
         newly = ~done & (row[:, 4] > 0.5)
@@ -368,7 +377,7 @@ def _generate(model: SketchRNN, n: int, temperature: float, max_len: int, seed: 
 
 def sample(model: SketchRNN, n: int = 16, temperature: float = 0.4, *, max_len: int = 250,
            seed: int | None = None) -> SketchGrid:
-    """Draw ``n`` new doodles: each stops at a sampled ``p_end`` or after ``max_len`` steps.
+    """Draw ``n`` new doodles: each stops at a sampled ``p_end`` (never at the first step) or after ``max_len`` steps.
 
     Every sketch is valid stroke-5 in the data's pixel units (float32 ``[L + 1, 5]``, one pen state per row,
     exactly one end row, the last); ``grid.ended[i]`` says whether sketch ``i`` chose to end (False: it was cut at
