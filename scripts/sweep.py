@@ -55,7 +55,8 @@ def dvc(*args: str, capture: bool = False, check: bool = True) -> subprocess.Com
     cmd = [str(BIN / "dvc"), *args]
     p = subprocess.run(cmd, check=False, text=True, capture_output=capture, env=_env())
     if check and p.returncode != 0:
-        detail = (p.stderr or p.stdout or "").strip().splitlines()[-1:] if capture else []
+        text = (p.stderr or p.stdout or "").strip().splitlines() if capture else []
+        detail = [ln for ln in text if ln.startswith("ERROR")][:1] or text[-1:]
         sys.exit(f"error: `dvc {' '.join(args)}` failed (exit {p.returncode}){': ' + detail[0] if detail else ''}")
     return p
 
