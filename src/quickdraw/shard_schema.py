@@ -12,7 +12,7 @@ import pyarrow as pa
 __all__ = ["FORMATS", "output_schema"]
 
 #: Channels per step of each sequence format.
-FORMATS: dict[str, int] = {"stroke3": 3, "stroke5": 5}
+FORMATS: dict[str, int] = {"stroke3": 3, "stroke5": 5, "stroke3t": 4}  # stroke3t: (dx, dy, dt, pen_lift)
 
 
 def output_schema(fmt: str) -> pa.Schema:

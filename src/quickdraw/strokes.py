@@ -9,6 +9,11 @@ Encodings (see docs/FORMATS.md section 2):
   ``to_big_strokes`` builds them (``p_up = pen_lift``, ``p_down = 1 - pen_lift``), followed by one
   end-of-drawing row ``(0, 0, 0, 0, 1)``; padding rows (:func:`pad_stroke5`) are ``(0, 0, 0, 0, 1)`` too.
 
+* **stroke-3t**: int16 ``[L, 4]`` rows ``(dx, dy, dt, pen_lift)`` -- stroke-3 plus the milliseconds since the
+  previous point (0 on the first), clipped to ``0..DT_CLIP_MS`` (:func:`stroke3t_from_points`). Made from raw
+  drawings (the only ones with timing); pen_lift is the *last* column, so code that finds the pen in the
+  last column (the length rules) handles stroke-3 and stroke-3t alike.
+
 Length rules count **stroke-3 steps** (= points of the drawing). A stroke-5 sequence is always one step
 longer (its end row), so ``max_len=250`` gives stroke-5 sequences of at most 251 rows -- the same
 ``max_seq_length + 1`` that Sketch-RNN pads to.
@@ -30,6 +35,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 __all__ = [
+    "DT_CLIP_MS",
     "END_STEP",
     "LengthRuleResult",
     "OnLong",
@@ -42,6 +48,7 @@ __all__ = [
     "xy_moments",
     "pad_stroke5",
     "stroke3_batch_to_stroke5",
+    "stroke3t_from_points",
     "stroke3_to_points",
     "stroke3_to_stroke5",
     "stroke3_to_strokes",
@@ -50,6 +57,10 @@ __all__ = [
 ]
 
 OnLong = Literal["truncate", "drop"]
+
+#: stroke-3t's dt is clipped to 0..DT_CLIP_MS milliseconds: a pause of more than 10 s says nothing more than
+#: 10 s, and a clock that ran backwards (negative differences occur in the raw files) says nothing at all.
+DT_CLIP_MS = 10_000
 
 #: The stroke-5 end-of-drawing row, also used for padding.
 END_STEP: tuple[int, int, int, int, int] = (0, 0, 0, 0, 1)
@@ -294,9 +305,40 @@ def apply_length_rules(batch: Stroke3Batch, min_len: int = 6, max_len: int = 250
         offs = np.zeros(len(new_len) + 1, dtype=np.int64)
         np.cumsum(new_len, out=offs[1:])
         if truncated.any():
-            steps[offs[1:][truncated[kept]] - 1, 2] = 1
+            steps[offs[1:][truncated[kept]] - 1, -1] = 1  # pen_lift: the last column (stroke-3 and stroke-3t)
         out = Stroke3Batch(steps=steps, offsets=offs)
     return LengthRuleResult(batch=out, kept=kept, truncated=truncated, too_short=int(short.sum()), too_long_dropped=n_long_dropped)
+
+
+def stroke3t_from_points(x: npt.ArrayLike, y: npt.ArrayLike, t: npt.ArrayLike, stroke_pts: npt.ArrayLike,
+                         n_strokes: npt.ArrayLike) -> Stroke3Batch:
+    """Stroke-3t CSR (steps int16 ``[total, 4]`` = ``(dx, dy, dt, pen_lift)``) from flat absolute points.
+
+    ``x``, ``y`` (0..255), ``t`` (ms, any float: rounded half to even) of every point, drawing after drawing;
+    ``stroke_pts`` points per stroke; ``n_strokes`` strokes per drawing. The first step of a drawing is
+    relative to (0, 0) with dt 0; dt is clipped to ``0..DT_CLIP_MS``.
+
+    >>> stroke3t_from_points([10, 12, 0], [5, 5, 0], [0, 40, 300.4], [2, 1], [2]).steps.tolist()
+    [[10, 5, 0, 0], [2, 0, 40, 1], [-12, -5, 260, 1]]
+    """
+    xi = np.asarray(x, np.int64)
+    yi = np.asarray(y, np.int64)
+    ti = np.rint(np.asarray(t, np.float64)).astype(np.int64)
+    pts = np.asarray(stroke_pts, np.int64)
+    ns = np.asarray(n_strokes, np.int64)
+    stroke_end = np.cumsum(pts)
+    draw_strokes = np.concatenate(([0], np.cumsum(ns)))
+    offsets = np.concatenate(([0], stroke_end))[draw_strokes].astype(np.int64)
+    steps = np.zeros((len(xi), 4), np.int16)
+    if len(xi):
+        d = np.diff(np.column_stack([xi, yi, ti]), axis=0, prepend=0)
+        starts = offsets[:-1][np.diff(offsets) > 0]
+        d[starts, 0:2] = np.column_stack([xi[starts], yi[starts]])
+        d[starts, 2] = 0
+        steps[:, 0:2] = d[:, 0:2]
+        steps[:, 2] = np.clip(d[:, 2], 0, DT_CLIP_MS)
+        steps[stroke_end[pts > 0] - 1, 3] = 1
+    return Stroke3Batch(steps=steps, offsets=offsets)
 
 
 def stroke3_batch_to_stroke5(batch: Stroke3Batch) -> tuple[Int16Array, Int64Array]:

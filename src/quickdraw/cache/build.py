@@ -52,7 +52,7 @@ __all__ = ["CHANNELS", "META_COLUMNS", "build_cache", "prepared_formats"]
 
 log = logging.getLogger(__name__)
 
-CHANNELS = {"stroke3": 3, "stroke5": 5}
+CHANNELS = {"stroke3": 3, "stroke5": 5, "stroke3t": 4}
 META_COLUMNS = ("key_id", "word", "countrycode", "recognized", "timestamp", "n_strokes", "n_points")
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 _BATCH_ROWS = 1 << 16
@@ -228,7 +228,7 @@ def _write_split(out: Path, fmt: str, shards: list[_Shard], n_classes: int) -> d
                 labels[row : row + m] = lab
                 key_ids[row : row + m] = batch.column("key_id").to_numpy(zero_copy_only=False)
                 meta_batches.append(batch.select(list(META_COLUMNS)))
-                xy = steps[:, :2] if k == 3 else steps[steps[:, 4] == 0, :2]
+                xy = steps[steps[:, 4] == 0, :2] if k == 5 else steps[:, :2]  # stroke-5: no end steps
                 n_xy, sum_xy, sq_xy = xy_moments(xy)
                 s_n, s_sum, s_sq = s_n + n_xy, s_sum + sum_xy, s_sq + sq_xy
                 row += m

@@ -166,7 +166,7 @@ _MANIFEST_KEYS: dict[str, type] = {
 }
 
 
-_CHANNELS = {"stroke3": 3, "stroke5": 5}
+_CHANNELS = {"stroke3": 3, "stroke5": 5, "stroke3t": 4}  # stroke3t: (dx, dy, dt, pen_lift)
 _SPLIT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -312,7 +312,9 @@ def _split_problem(cv: CacheVersion, fmt: str, split: str, arrays: dict[str, np.
         return f"lengths[{bad}] = {int(lengths[bad])}, the offsets say {int(offsets[bad + 1] - offsets[bad])}"
     if n and int(lengths.max()) != info["max_length"]:
         return f"longest sequence has {int(lengths.max())} steps, the manifest says max_length {info['max_length']}"
-    pen = steps[:, 2:]
+    pen = steps[:, 3:] if k == 4 else steps[:, 2:]  # stroke3t: column 2 is dt (ms), the pen is last
+    if k == 4 and len(steps) and int(steps[:, 2].min()) < 0:
+        return "stroke-3t dt column holds negative times"
     if pen.size and (int(pen.min()) < 0 or int(pen.max()) > 1):
         return "pen columns hold values other than 0 and 1"
     if k == 5 and len(steps) and not bool(np.all(pen.sum(axis=1, dtype=np.int64) == 1)):

@@ -52,7 +52,6 @@ from quickdraw.strokes import (
     OnLong,
     Stroke3Batch,
     apply_length_rules,
-    arrow_drawings_to_stroke3,
     scale_from_moments,
     stroke3_batch_to_stroke5,
     take_ranges,
@@ -273,6 +272,8 @@ def _class_stroke3(
     exist once, not as batches plus their concatenation.
     Returns the kept sequences (source order), the kept mask over the first occurrences and the counts.
     """
+    from quickdraw.sources.raw import drawings_to_steps
+
     steps = np.empty((capacity or 0, 3), dtype=np.int16)
     used = 0
     lengths: list[npt.NDArray[np.int64]] = []
@@ -285,14 +286,17 @@ def _class_stroke3(
         pos += len(drawings)
         if not sel.all():
             drawings = drawings.filter(pa.array(sel))
-        rules = apply_length_rules(arrow_drawings_to_stroke3(drawings), min_len=min_len, max_len=max_len, on_long=on_long)
+        # stroke-3 of simplified drawings; stroke-3t (4 columns, pen last) of raw ones (sources.raw)
+        rules = apply_length_rules(drawings_to_steps(drawings), min_len=min_len, max_len=max_len, on_long=on_long)
         del drawings
         new = rules.batch.steps
+        if new.shape[1] != steps.shape[1] and used == 0:
+            steps = np.empty((len(steps), new.shape[1]), dtype=np.int16)
         if used + len(new) > len(steps):
             # No (or a wrong) hint: grow geometrically, aiming at the whole class from the steps per drawing so far.
             done = sum(map(len, lengths)) + len(rules.kept)
             guess = int((used + len(new)) * max(n_first, 1) / max(done, 1) * 1.05) + 1
-            grown = np.empty((max(guess, 2 * len(steps), used + len(new)), 3), dtype=np.int16)
+            grown = np.empty((max(guess, 2 * len(steps), used + len(new)), new.shape[1]), dtype=np.int16)
             grown[:used] = steps[:used]
             steps = grown
         steps[used : used + len(new)] = new
@@ -642,10 +646,15 @@ def _write_class(cd: _ClassData, fmt: str, writers: dict[tuple[str, str], _Shard
         for a in range(lo, hi, ROW_GROUP_ROWS):
             b = min(a + ROW_GROUP_ROWS, hi)
             batch = cd.rows(a, b)
-            if fmt == "stroke3":
+            if fmt == "stroke3t":  # (dx, dy, dt, pen_lift): needs the raw variant's timing
+                if batch.steps.shape[1] != 4:
+                    raise PrepareError(f"class {cd.word!r}: stroke3t needs per-point times, which only raw drawings "
+                                       f"have: fetch with --format raw (without --simplify) and prepare that")
                 steps, offsets = batch.steps, batch.offsets
             else:
-                steps, offsets = stroke3_batch_to_stroke5(batch)
+                if batch.steps.shape[1] == 4:  # raw input: stroke-3 is stroke-3t without dt
+                    batch = Stroke3Batch(np.ascontiguousarray(batch.steps[:, [0, 1, 3]]), batch.offsets)
+                steps, offsets = (batch.steps, batch.offsets) if fmt == "stroke3" else stroke3_batch_to_stroke5(batch)
             part = cd.table.slice(a, b - a)
             cols = {name: part.column(name) for name in part.column_names}
             cols["label"] = label.slice(0, b - a)

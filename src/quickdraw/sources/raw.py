@@ -36,7 +36,8 @@ import pyarrow as pa
 from quickdraw.sources.ndjson import MAX_LINE_BYTES, MAX_POINTS, ChunkResult, RejectSink, _line_starts
 from quickdraw.sources.schema import DRAWING_SCHEMA, drawing_array, drawing_type, parse_timestamp
 
-__all__ = ["RAW_DRAWING_SCHEMA", "RAW_DRAWING_TYPE", "check_raw_record", "parse_raw_chunk", "raw_table",
+__all__ = ["RAW_DRAWING_SCHEMA", "RAW_DRAWING_TYPE", "check_raw_record", "drawings_to_steps", "parse_raw_chunk",
+           "raw_table",
            "simplification_closeness", "simplify_drawings",
            "simplify_strokes"]
 
@@ -315,6 +316,30 @@ def parse_raw_chunk(
     else:
         kept_lines = lines[~refused]
     return ChunkResult(table, kept_lines, sink.kept, len(starts) - blank, len(starts), sink.counts)
+
+
+def drawings_to_steps(drawings: pa.Array | pa.ChunkedArray) -> Any:
+    """The sequences prepare encodes from a fetch output's ``drawing`` column: stroke-3 of simplified drawings
+    (:func:`quickdraw.strokes.arrow_drawings_to_stroke3`), or, for the raw variant (a ``t`` field), stroke-3t
+    of the drawings simplified as Google did, each kept point with its time (a ``Stroke3Batch`` of 4 columns;
+    columns 0, 1, 3 are the simplified drawing's stroke-3).
+
+    The raw variant stores float32 coordinates, so a coordinate that is not exactly a float32 in the source
+    (4.4% of them) is simplified from its float32 value (tests/unit/test_stroke3t.py compares the result with
+    ``fetch --simplify``, which simplifies the source's float64 values).
+    """
+    from quickdraw.strokes import arrow_drawings_to_stroke3, stroke3t_from_points
+
+    if isinstance(drawings, pa.ChunkedArray):
+        drawings = drawings.combine_chunks() if drawings.num_chunks != 1 else drawings.chunk(0)
+    if "t" not in [f.name for f in drawings.type]:
+        return arrow_drawings_to_stroke3(drawings)
+    xs, ys, ts, sl = (drawings.field(n) for n in ("x", "y", "t", "stroke_len"))
+    x, y, t, pts = (np.asarray(a.flatten().to_numpy(zero_copy_only=False)) for a in (xs, ys, ts, sl))
+    ns = np.diff(np.asarray(sl.offsets.to_numpy(zero_copy_only=False), np.int64))
+    sx, sy, spts, st = simplify_strokes(x.astype(np.float64), y.astype(np.float64), pts.astype(np.int64), ns,
+                                        t=t.astype(np.float64))
+    return stroke3t_from_points(sx, sy, st, spts, ns)
 
 
 # ----------------------------------------------------------------------------------------------- measure
