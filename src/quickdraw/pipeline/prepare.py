@@ -724,13 +724,23 @@ def _class_input(in_url: str, word: str) -> Iterator[Path]:
 
 
 def scan_class_task(in_url: str, word: str) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
-    """Key ids and stroke-3 lengths (points) of every drawing of one fetched class, in source order."""
+    """Key ids and sequence lengths (before the length rules) of every drawing of one fetched class, in
+    source order. Simplified drawings: one stroke-3 step per point, so the ``drawing.x`` list lengths, with
+    no coordinate decoded. The raw variant (a ``t`` field) is simplified by prepare first, so its lengths
+    come from the same conversion the write tasks run (``sources.raw.drawings_to_steps``)."""
+    from quickdraw.sources.raw import drawings_to_steps
+
     with _class_input(in_url, word) as in_dir:
         key_ids, lengths = [], []
         for p in class_parts(in_dir, word):
-            t = pq.read_table(p, columns=["key_id", "drawing.x"], use_threads=False)
+            drawing = pq.read_schema(p).field("drawing").type
+            raw = any(drawing.field(i).name == "t" for i in range(drawing.num_fields))
+            t = pq.read_table(p, columns=["key_id", "drawing" if raw else "drawing.x"], use_threads=False)
             key_ids.append(np.asarray(t.column("key_id").to_numpy(), dtype=np.uint64))
-            lengths.append(np.asarray(pc.list_value_length(t.column("x")).to_numpy(zero_copy_only=False), dtype=np.int64))
+            if raw:
+                lengths.append(np.asarray(drawings_to_steps(t.column("drawing")).lengths, dtype=np.int64))
+            else:
+                lengths.append(np.asarray(pc.list_value_length(t.column("x")).to_numpy(zero_copy_only=False), dtype=np.int64))
     if not key_ids:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     return np.concatenate(key_ids), np.concatenate(lengths)
