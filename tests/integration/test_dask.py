@@ -321,3 +321,19 @@ def test_bucket_output_resumes_after_sigkill(gcs: object, tmp_path: Path) -> Non
     res = fetch(["cat"], url, opts)
     assert res.classes[0].status == "resumed"
     assert bucket_tree(url) == tree(tmp_path / "local")
+
+
+def test_raw_variant_prepare_on_executor(shared_data: Path, tmp_path: Path) -> None:
+    """A raw-variant fetch (prepare simplifies it, and writes stroke3t): the executor path plans its lengths
+    from the same conversion, so its files equal the local prepare's."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from quickdraw.pipeline.prepare import FORMATS
+
+    raw = shared_data / "full" / "raw"
+    words = sorted(p.stem for p in raw.glob("*.ndjson"))[:6]
+    fetch(words, tmp_path / "raw", FetchOptions(source=str(raw), format="raw"))
+    prepare(tmp_path / "raw", tmp_path / "a", formats=tuple(FORMATS))
+    with ProcessPoolExecutor(2) as ex:
+        prepare(tmp_path / "raw", tmp_path / "b", formats=tuple(FORMATS), executor=ex)
+    assert tree(tmp_path / "b") == tree(tmp_path / "a")
