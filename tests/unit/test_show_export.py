@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def test_export_sketchrnn_loads_as_magenta(dirs: dict[str, Path], tmp_path: Path
     doc = export_sketchrnn(dirs["cache"], out)
     data = np.load(out, encoding="latin1", allow_pickle=True)  # magenta's sketch_rnn_train.load_dataset
     assert sorted(data.files) == ["test", "train", "valid"]
+    # the length rule the cache's sequences went through, and that it is not magenta's (which drops)
+    assert doc["length_rule"] == {"min_len": 6, "max_len": 250, "on_long": "truncate", "matches_magenta": False}
     for key, split in (("train", "train"), ("valid", "val"), ("test", "test")):
         arr = data[key]
         ds = load(dirs["cache"], split=split)
@@ -113,6 +116,9 @@ def test_export_sketchrnn_loads_as_magenta(dirs: dict[str, Path], tmp_path: Path
     one = tmp_path / "cat.npz"
     r = runner.invoke(app, ["export", "sketchrnn", "--cache", str(dirs["cache"]), "--classes", "cat", "--out", str(one), "--json"])
     assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["length_rule"]["on_long"] == "truncate"
+    human = runner.invoke(app, ["export", "sketchrnn", "--cache", str(dirs["cache"]), "--out", str(tmp_path / "h.npz")])
+    assert human.exit_code == 0 and "on_long=truncate" in human.output and "--on-long drop" in human.output
     cat = np.load(one, encoding="latin1", allow_pickle=True)
     ds = load(dirs["cache"], split="train")
     assert len(cat["train"]) == int((np.asarray(ds.labels) == ds.classes.index("cat")).sum())
