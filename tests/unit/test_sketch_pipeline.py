@@ -89,6 +89,10 @@ def test_train_writes_checkpoints_metrics_and_refuses_foreign_folders(cache_root
     with pytest.raises(OwnershipError, match="not created by quickdraw"):
         train("syn", mine, params=SketchParams(**TINY), root=cache_root)
     assert (mine / "notes.txt").read_text() == "keep me"
+    # A bad class name is found before any output folder is made.
+    with pytest.raises(ParamError, match="not in cache"):
+        train("syn", tmp_path / "never", params=SketchParams(**TINY), classes="zebra", root=cache_root)
+    assert not (tmp_path / "never").exists()
 
 
 def test_evaluate_beats_the_untrained_model_after_training(cache_root: Path, tmp_path: Path) -> None:

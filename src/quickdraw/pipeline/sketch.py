@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: Everything the stage writes into its output folder (and so all it may replace there).
 OUTPUT_NAMES = {"sketch.pt", "last.pt", "metrics.json", "samples.png", "status.json"}
+#: Train drawings the marginal baseline is fitted on, at most.
+MARGINAL_SEQUENCES = 20_000
 _INF = math.inf
 
 
@@ -352,21 +354,21 @@ def train(
     """
     p = params or SketchParams()
     p.validate()
-    out = _claim(out_dir)
-    with output_lock(out, "sketch train"):
-        return _train(cache, out, p, classes, root, version, progress)
-
-
-def _train(cache: str | os.PathLike[str], out: Path, p: SketchParams, classes: str | Sequence[str] | None,
-           root: str | os.PathLike[str] | None, version: str,
-           progress: Callable[[SketchProgress], None] | None) -> SketchResult:
     t0 = time.perf_counter()
+    # Inputs first: a wrong cache or class name must not leave a new, empty output folder behind.
     train_ds = _open(cache, "train", root, version)
     val_ds = _open(cache, "val", root, version)
     names = select_classes(train_ds, classes if classes is not None else p.classes)
     idx = _indices(train_ds, names)
     if len(idx) == 0:
         raise ValueError(f"cache {train_ds.cache.name}: no train drawings of {', '.join(names)}")
+    out = _claim(out_dir)
+    with output_lock(out, "sketch train"):
+        return _train(train_ds, val_ds, names, idx, out, p, progress, t0)
+
+
+def _train(train_ds: Any, val_ds: Any, names: list[str], idx: np.ndarray, out: Path, p: SketchParams,
+           progress: Callable[[SketchProgress], None] | None, t0: float) -> SketchResult:
     val_idx = _indices(val_ds, names)
     rng = np.random.default_rng(p.seed)
     if len(val_idx) > p.max_val:
@@ -537,7 +539,10 @@ def evaluate(
     if len(idx) == 0:
         raise ValueError(f"cache {ds.cache.name}: no {split} drawings of {', '.join(names)}")
     tidx = _indices(train_ds, names)
-    # The marginal baseline's data: every real train offset (normalised) and the pen-state counts.
+    # The marginal baseline's data: the real train offsets (normalised) and pen-state counts of at most
+    # MARGINAL_SEQUENCES seeded train drawings (bounded memory; EM samples its points from these anyway).
+    if len(tidx) > MARGINAL_SEQUENCES:
+        tidx = np.sort(np.random.default_rng(seed).choice(tidx, MARGINAL_SEQUENCES, replace=False))
     steps, offsets, _ = train_ds.to_numpy()
     rows, _ = take_ranges(np.asarray(offsets), tidx)
     block = np.asarray(steps[rows])
