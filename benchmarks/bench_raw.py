@@ -69,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copies", type=int, default=3, help="repeat the shared raw drawings this many times")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--fetch", action="store_true", help="also time fetch() end to end, baseline parser patched in")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: the shared raw drawings are needed")
@@ -112,6 +113,49 @@ def main() -> None:
                 f"{bc / min(c for _, c in runs):.1f}x",
             ])
     print(table(["output", "path", "drawings/s (range)", "wall s (best)", "CPU s (best)", "wall vs baseline", "CPU vs baseline"], out))
+    if args.fetch:
+        _fetch_rows(chunks, n, args.repeat)
+
+
+def _fetch_rows(chunks: list[bytes], n: int, repeat: int) -> None:
+    """fetch() end to end (read, parse, Parquet parts, manifest) of the same drawings as one class file, with
+    today's parser patched in as the baseline."""
+    import quickdraw.sources.raw as raw_mod
+    from quickdraw.pipeline.fetch import FetchOptions, fetch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        (src / "cat.ndjson").write_bytes(b"".join(chunks))
+        base = _baseline_module(Path(tmp))
+        current = raw_mod.parse_raw_chunk
+        results: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        for rep in range(repeat):
+            for simplify in (False, True):
+                for name, parser in (("baseline", base.parse_raw_chunk), ("scanner", current)):
+                    raw_mod.parse_raw_chunk = parser  # fetch imports it from the module at each chunk
+                    out = Path(tempfile.mkdtemp(dir=tmp))
+                    try:
+                        w0, c0 = wall_and_cpu()
+                        r = fetch("cat", out, FetchOptions(source=str(src), format="raw", simplify=simplify))
+                        w1, c1 = wall_and_cpu()
+                    finally:
+                        raw_mod.parse_raw_chunk = current
+                    assert r.classes[0].accepted == n
+                    results.setdefault((name, simplify), []).append((w1 - w0, c1 - c0))
+    rows = []
+    for simplify in (False, True):
+        bw = [w for w, _ in results[("baseline", simplify)]]
+        bc = min(c for _, c in results[("baseline", simplify)])
+        for name in ("baseline", "scanner"):
+            runs = results[(name, simplify)]
+            ws = [w for w, _ in runs]
+            rows.append(["fetch --format raw" + (" --simplify" if simplify else ""), name,
+                         f"{n / max(ws):,.0f}-{n / min(ws):,.0f}", f"{min(ws):.3f}", f"{min(c for _, c in runs):.3f}",
+                         f"{min(bw) / max(ws):.1f}-{max(bw) / min(ws):.1f}x", f"{bc / min(c for _, c in runs):.1f}x"])
+    print("\nfetch() end to end, one class file\n")
+    print(table(["output", "path", "drawings/s (range)", "wall s (best)", "CPU s (best)", "wall vs baseline",
+                 "CPU vs baseline"], rows))
 
 
 if __name__ == "__main__":
