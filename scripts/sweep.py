@@ -118,7 +118,11 @@ def _status() -> dict[str, int]:
 def run(a: argparse.Namespace) -> None:
     """``dvc queue start -j N`` and wait until nothing is queued or running."""
     print(f"dvc queue start -j {a.jobs}", flush=True)
-    dvc("queue", "start", "-j", str(a.jobs), capture=True)
+    # Not captured: the detached workers inherit the pipes, and reading them would wait for the workers to exit.
+    p = subprocess.run([str(BIN / "dvc"), "queue", "start", "-j", str(a.jobs)], env=_env(), text=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    if p.returncode != 0:
+        sys.exit(f"error: `dvc queue start -j {a.jobs}` failed (exit {p.returncode})")
     t0, last = time.monotonic(), None
     while True:
         counts = _status()
@@ -203,7 +207,7 @@ def figure(records: list[dict[str, Any]], path: Path) -> None:
 
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no font-fallback chatter on a bare machine
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-fallback warnings on a bare machine
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
