@@ -223,8 +223,8 @@ def test_predict_records_from_ndjson(trained: tuple[Path, Any]) -> None:
 
 def test_cli_train_evaluate_predict(trained: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     splits = {"train": StandIn(10, 0), "val": StandIn(4, 1), "test": StandIn(4, 2)}
-    monkeypatch.setattr(train_mod, "_open_split", lambda cache, split, root: splits[split])
-    monkeypatch.setattr(evaluate_mod, "_open_split", lambda cache, split, root: splits[split])
+    monkeypatch.setattr(train_mod, "_open_split", lambda cache, split, root, fmt="stroke3": splits[split])
+    monkeypatch.setattr(evaluate_mod, "_open_split", lambda cache, split, root, fmt="stroke3": splits[split])
     monkeypatch.setattr(evaluate_mod, "locate_cache", lambda info, cache, root, **kw: cache)
     params = tmp_path / "params.yaml"
     params.write_text("seed: 2\ntrain:\n  hidden: 8\n  epochs: 1\n  batch_size: 16\n  min_steps: 0\n")

@@ -29,11 +29,12 @@ def predict(
     """
     with friendly_errors():
         from quickdraw.models import load_checkpoint
-        from quickdraw.pipeline.predict import predict_records, read_ndjson
+        from quickdraw.pipeline.predict import predict_records, read_ndjson, require_stroke3
         from quickdraw.pipeline.train import check_device, check_number, pick_device
 
         top_k: int = check_number("--top-k", top_k_text, "int", 1)
         model, info = load_checkpoint(checkpoint, map_location=pick_device(check_device(device, "--device")))
+        require_stroke3(model, str(checkpoint))
         if file == "-":
             preds = predict_records(model, info, read_ndjson(sys.stdin, "<stdin>"), top_k=top_k)
         else:

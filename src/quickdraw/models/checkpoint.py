@@ -87,7 +87,7 @@ def _config(doc: dict[str, Any], where: str) -> ModelConfig:
         raise CheckpointError(f"{where}: model_config has no n_classes")
     fields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     values = {k: cfg.get(k, d) for k, d in fields.items()}
-    ints = {"n_classes": (1, MAX_CLASSES), "input_size": (3, 3), "hidden": (1, MAX_HIDDEN), "layers": (1, MAX_LAYERS),
+    ints = {"n_classes": (1, MAX_CLASSES), "input_size": (3, 4), "hidden": (1, MAX_HIDDEN), "layers": (1, MAX_LAYERS),
             "conv_channels": (1, MAX_HIDDEN), "conv_kernel": (1, MAX_CONV_KERNEL)}
     for key, (lo, hi) in ints.items():
         v = values[key]
@@ -103,6 +103,9 @@ def _config(doc: dict[str, Any], where: str) -> ModelConfig:
     x = values["xy_scale"]
     if not _is_number(x) or not math.isfinite(x) or x <= 0:
         raise CheckpointError(f"{where}: xy_scale={x!r} is not a finite number > 0")
+    t = values["dt_scale"]
+    if not _is_number(t) or not math.isfinite(t) or t <= 0:
+        raise CheckpointError(f"{where}: dt_scale={t!r} is not a finite number > 0")
     if values["pool"] not in _POOLS:
         raise CheckpointError(f"{where}: pool={values['pool']!r} is not one of {', '.join(_POOLS)}")
     if values["arch"] not in ARCHS:

@@ -74,6 +74,8 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.3
     xy_scale: float = 1.0
+    #: stroke3t models (input_size 4: dx, dy, dt, pen_lift): what the dt column (ms) is divided by.
+    dt_scale: float = 1.0
     pool: str = "last"
     arch: str = "bigru"
     layer_norm: bool = False
@@ -282,6 +284,8 @@ class _ClassifierBase(nn.Module):
         # A buffer (not a parameter) so the scale moves with .to(device) and lands in state_dict too.
         scale = torch.ones(config.input_size)
         scale[:2] = float(config.xy_scale)
+        if config.input_size == 4:  # stroke3t: (dx, dy, dt, pen_lift), the pen column stays 0/1
+            scale[2] = float(config.dt_scale)
         self.register_buffer("input_scale", scale, persistent=False)
 
     def _scale(self, x: torch.Tensor) -> torch.Tensor:

@@ -75,7 +75,8 @@ def evaluate(
     """
     model, info = load_checkpoint(checkpoint, map_location=pick_device(device))
     target = locate_cache(info, cache, root, checkpoint=str(checkpoint))
-    ds = _open_split(target, split, root)
+    # The model's input size says which sequences it reads: stroke3t (4 columns) or stroke3.
+    ds = _open_split(target, split, root, "stroke3t" if model.config.input_size == 4 else "stroke3")
     return evaluate_on(model, info, ds, out_dir, split=split, checkpoint=str(checkpoint), batch_size=batch_size)
 
 

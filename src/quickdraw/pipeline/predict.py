@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 import torch
 
-from quickdraw.errors import BadRecordError
+from quickdraw.errors import BadRecordError, CheckpointError
 from quickdraw.models import GRUClassifier
 from quickdraw.strokes import (
     OnLong,
@@ -311,6 +311,14 @@ def classify(model: GRUClassifier, sequences: Sequence[np.ndarray], batch_size: 
     return out
 
 
+def require_stroke3(model: GRUClassifier, where: str = "the checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``model`` reads stroke-3: predict and serve turn ndjson drawings
+    into stroke-3 only, and a stroke3t model (input_size 4) needs the raw timing no simplified line has."""
+    if getattr(getattr(model, "config", None), "input_size", 3) != 3:  # (tests of the length rules pass no model)
+        raise CheckpointError(f"{where}: this model reads stroke3t (dx, dy, dt, pen_lift: timed) sequences, and "
+                              f"predict/serve feed stroke-3 only; score it on its cache with `quickdraw evaluate`")
+
+
 def predict_records(
     model: GRUClassifier,
     info: dict[str, Any],
@@ -327,6 +335,7 @@ def predict_records(
     :func:`check_drawing`) gets ``top == []``, ``error`` (the reason) and ``skipped`` (the full message); if
     every record is bad, the first one's :class:`BadRecordError` is raised instead.
     """
+    require_stroke3(model)
     classes = list(info["classes"])
     rules = LengthRules.from_info(info)
     lines, seqs, extras, skipped, errors = [], [], [], [], []

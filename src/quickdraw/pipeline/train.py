@@ -128,6 +128,9 @@ class TrainParams:
     max_train_per_class: int | None = None
     max_steps_per_epoch: int | None = None
     max_val_per_class: int | None = None
+    #: The cache format trained on: stroke3 (dx, dy, pen_lift) or stroke3t (dx, dy, dt, pen_lift; from raw
+    #: fetches). The model's input size follows it; augmentation is for stroke3 only.
+    format: str = "stroke3"
     #: Sequences sampled from the train split to estimate the dx, dy scale.
     scale_sample: int = 5000
     device: str = "auto"
@@ -162,6 +165,10 @@ class TrainParams:
         what is allowed."""
         for f in dataclasses.fields(self):
             check_param(f.name, getattr(self, f.name))
+        if self.format != "stroke3" and self.augment().active:
+            # The augmentations read column 2 as the pen; in stroke3t it is the time.
+            raise ParamError(f"train.format = {self.format!r} with augmentation (aug_*): augmentation applies to "
+                             f"stroke3 only; set the aug_* params to 0 or train on stroke3")
 
     def to_dict(self) -> dict[str, Any]:
         """The params as a plain dict (stored in checkpoints and logged to dvclive)."""
@@ -209,6 +216,7 @@ _RULES: dict[str, tuple[str, float, float, bool, bool, bool]] = {
 }
 _POOLS = ("last", "mean", "last+mean")
 _PRECISIONS = ("fp32", "bf16", "fp16")
+_FORMATS = ("stroke3", "stroke3t")
 
 
 def _show(value: Any) -> str:
@@ -252,6 +260,10 @@ def check_param(key: str, value: Any, where: str = "") -> Any:
             raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected an odd integer "
                              f"(1 <= value <= {MAX_CONV_KERNEL}) so the convolution keeps every step centred")
         return k
+    if key == "format":
+        if value not in _FORMATS:
+            raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected one of {', '.join(_FORMATS)}")
+        return value
     if key == "precision":
         if value not in _PRECISIONS:
             raise ParamError(f"invalid train.{key} = {_show(value)}{where}: expected one of {', '.join(_PRECISIONS)}")
@@ -516,6 +528,16 @@ def _estimate_xy_scale(ds: SplitLike, subset: np.ndarray, n: int, seed: int) -> 
     return float(scale)
 
 
+def _estimate_column_scale(ds: SplitLike, subset: np.ndarray, n: int, seed: int, column: int) -> float:
+    """Std of one column (stroke3t's dt) over a seeded sample of the training sequences; 1.0 if degenerate."""
+    rng = np.random.default_rng(seed)
+    pick = subset if len(subset) <= n else rng.choice(subset, n, replace=False)
+    vals = np.concatenate([np.asarray(ds[int(i)][0])[:, column] for i in pick]).astype(np.float64) if len(pick) \
+        else np.zeros(0)
+    scale = float(vals.std()) if len(vals) else 0.0
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
+
+
 @torch.no_grad()
 def _validate(
     model: nn.Module, ds: SplitLike, subset: np.ndarray, batch_size: int, device: torch.device,
@@ -578,11 +600,12 @@ class _NoLive:
         """Ignored."""
 
 
-def _open_split(cache: str | os.PathLike[str], split: str, root: str | os.PathLike[str] | None) -> Any:
+def _open_split(cache: str | os.PathLike[str], split: str, root: str | os.PathLike[str] | None,
+                fmt: str = "stroke3") -> Any:
     from quickdraw.datasets import load
 
-    # normalize=False: the model scales dx, dy itself (ModelConfig.xy_scale), so batches stay raw stroke-3.
-    return load(cache, split=split, format="stroke3", root=root, normalize=False)
+    # normalize=False: the model scales its inputs itself (ModelConfig.xy_scale, dt_scale), so batches stay raw.
+    return load(cache, split=split, format=fmt, root=root, normalize=False)
 
 
 def _cache_info(ds: Any, cache: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -632,8 +655,9 @@ def train(
     ``live_dir`` is where dvclive writes per-epoch metrics (default ``out_dir/dvclive``; DVC pipelines
     should point it outside ``out_dir`` so the metrics are not inside the model output).
     """
-    train_ds = _open_split(cache_name_or_path, "train", root)
-    val_ds = _open_split(cache_name_or_path, "val", root)
+    fmt = (params or TrainParams()).format
+    train_ds = _open_split(cache_name_or_path, "train", root, fmt)
+    val_ds = _open_split(cache_name_or_path, "val", root, fmt)
     return train_on(
         train_ds, val_ds, out_dir, params=params, progress=progress, live_dir=live_dir,
         cache_info=_cache_info(train_ds, cache_name_or_path),
@@ -722,8 +746,14 @@ def _train_loop(
     scale = float((cache_info or {}).get("norm_scale") or 0) or _estimate_xy_scale(
         train_ds, train_idx, p.scale_sample, p.seed
     )
+    # stroke3t (dx, dy, dt, pen_lift) has a time column, scaled like dx, dy by its std over the train split.
+    input_size = int(getattr(train_ds, "channels", 3))
+    if input_size not in (3, 4):
+        raise ParamError(f"the train split has {input_size} channels per step: expected stroke3 (3) or stroke3t (4)")
+    dt_scale = _estimate_column_scale(train_ds, train_idx, p.scale_sample, p.seed, 2) if input_size == 4 else 1.0
     config = ModelConfig(
-        n_classes=len(classes), hidden=p.hidden, layers=p.layers, dropout=p.dropout, xy_scale=scale, pool=p.pool,
+        n_classes=len(classes), input_size=input_size, dt_scale=dt_scale,
+        hidden=p.hidden, layers=p.layers, dropout=p.dropout, xy_scale=scale, pool=p.pool,
         arch=p.arch, layer_norm=p.layer_norm, conv_channels=p.conv_channels, conv_kernel=p.conv_kernel,
     )
     aug = p.augment()

@@ -19,7 +19,7 @@ from typing import Any
 
 from quickdraw.errors import BadRecordError, QuickDrawError
 from quickdraw.models import load_checkpoint
-from quickdraw.pipeline.predict import is_raw_drawing, parse_line, predict_records
+from quickdraw.pipeline.predict import is_raw_drawing, parse_line, predict_records, require_stroke3
 
 __all__ = ["Limits", "LimitError", "Predictor"]
 
@@ -87,6 +87,7 @@ class Predictor:
         self.checkpoint = Path(checkpoint)
         self.limits = limits or Limits()
         self.model, self.info = load_checkpoint(self.checkpoint, map_location="cpu")
+        require_stroke3(self.model, str(self.checkpoint))  # at start-up, not at the first request
         self.classes: list[str] = list(self.info["classes"])
         self.version = _model_version(self.model)
         self._lock = threading.Lock()  # counts only; inference itself runs unlocked
