@@ -11,7 +11,7 @@ training epochs, validation excluded, from dvclive/metrics.json), the whole comm
 time of all its processes (``RUSAGE_CHILDREN``: user + system, torchrun and both ranks included). The table
 gives min-max over ``--repeat`` runs, 1 and 2 ranks interleaved so that load from other jobs hits both alike;
 speed-up = seq/s(2 ranks) / seq/s(1 rank) within each repeat. On a 2-core machine the ideal is 2x; gloo's
-all-reduce of ~0.35M gradients per step, the smaller per-rank batches and Python overhead take some of it.
+all-reduce of ~0.9M gradients per step, the smaller per-rank batches and Python overhead take some of it.
 
     python benchmarks/bench_ddp.py [--repeat 3] [--steps 12] [--hidden 192] [--batch-size 128] [--json FILE]
 """
