@@ -87,7 +87,9 @@ def _same(a: Any, b: Any) -> None:
     assert a.counts() == b.counts() and a.n_lines == b.n_lines
 
 
-@SETTINGS
+# Derandomized: test_fuzz_reached_the_accepting_paths counts what this test generated, and with fresh random
+# draws (plus the shrinking of any failure) that share moved from run to run (19 of 202 in one full run).
+@settings(SETTINGS, derandomize=True)
 @given(st.lists(raw_line(), min_size=1, max_size=8), st.booleans(), st.booleans())
 @example([b'{"word":"cat","countrycode":"US","timestamp":"2017-03-26 18:43:54.78083 UTC","recognized":true,'
           b'"key_id":"1","drawing":[[[-0.0,1.5],[2,3],[0,1]]]}'], True, False)
