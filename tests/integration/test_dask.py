@@ -274,6 +274,27 @@ def test_bucket_prefix_ownership(gcs: object, gcs_source: str, tmp_path: Path) -
     assert m["counts"]["accepted"] == 5
 
 
+def test_a_class_folder_named_dotdot_in_a_bucket_is_refused(gcs: object, gcs_source: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing is data: an object under `trav/../` listed a class `..`, and prepare staged its manifest and
+    parts into the folder above its scratch folder (found by the adversarial review)."""
+    from quickdraw.sources.remote import output_fs
+
+    fs, _ = output_fs(f"gs://{BUCKET}-trav/f1")
+    if not fs.exists(f"{BUCKET}-trav"):
+        fs.mkdir(f"{BUCKET}-trav")
+    fetch(["cat"], f"gs://{BUCKET}-trav/f1", FetchOptions(source=gcs_source, max_per_class=5))
+    for name in ("_manifest.json", "part-00000.parquet"):
+        fs.pipe_file(f"{BUCKET}-trav/trav/../{name}", fs.cat_file(f"{BUCKET}-trav/f1/cat/{name}"))
+    fs.pipe_file(f"{BUCKET}-trav/trav/.quickdraw-output.json", fs.cat_file(f"{BUCKET}-trav/f1/.quickdraw-output.json"))
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    r = CliRunner().invoke(app, ["prepare", "--in", f"gs://{BUCKET}-trav/trav", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 2 and "class folder name" in r.output and "'..'" in r.output, r.output
+    assert sorted(p.name for p in scratch.iterdir() if not p.is_dir()) == []  # nothing written above the scratch
+
+
 def test_bad_scheduler_fails_fast_in_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     port = free_port()  # nothing listens there

@@ -218,12 +218,21 @@ def _break_if_dead(fs: fsspec.AbstractFileSystem, path: str) -> None:
         fs.rm_file(path)
 
 
+def _class_name(url: str, name: str) -> str:
+    """``name`` if it is one plain path component; a listing or a caller naming ``..`` (or ``a/b``) would put
+    the class folder outside the staging folder."""
+    check_relpath(name, f"{url}: class folder name")
+    if "/" in name:
+        raise UnsafePathError(f"{url}: class folder name {name[:80]!r} is not a single folder name")
+    return name
+
+
 def stage_class(url: str, word: str, dest: Path) -> Path:
     """Download one complete fetched class (its manifest and the parts it lists) from ``url/<word>/`` into
     ``dest/<word>/``, so that the local readers (:mod:`quickdraw.sources.parquet`) read it as they read a
     local fetch output. Part names come from data, so each must be a plain ``part-*.parquet`` name."""
     fs, root = output_fs(url)
-    cdir = dest / word
+    cdir = dest / _class_name(url, word)
     cdir.mkdir(parents=True, exist_ok=True)
     mpath = f"{root}/{word}/{MANIFEST}"
     doc = read_json(fs, mpath, "class manifest")
@@ -250,5 +259,5 @@ def fetched_classes(url: str) -> list[str]:
             continue
         name = e["name"].rstrip("/").rsplit("/", 1)[-1]
         if fs.exists(f"{root}/{name}/{MANIFEST}"):
-            words.append(name)
+            words.append(_class_name(url, name))
     return sorted(words)
