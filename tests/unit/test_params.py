@@ -220,3 +220,33 @@ def test_counts_beyond_any_run_are_refused(key: str) -> None:
     line = _one_line_error(CliRunner().invoke(app, ["train", "--cache", "none", "--set",
                                                     f"train.{key}=99999999999999999999"]))
     assert f"train.{key}" in line and "<= " in line, line
+
+
+_BOMB = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else '1'] * 9)}]\n" for i in range(10))
+
+
+@pytest.mark.parametrize("stage", ["train", "sketch"])
+@pytest.mark.parametrize("body,says", [
+    (_BOMB + "{stage}: *a9\n", "expected a mapping of {stage} params"),
+    (_BOMB + "{stage}:\n  hidden: *a9\n", "hidden"),
+    (_BOMB + "{stage}:\n  enabled: *a9\n  classes: *a9\n", "{stage}"),
+    ("{stage}: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+])
+def test_hostile_yaml_is_one_line_in_bounded_time(tmp_path: Path, stage: str, body: str, says: str) -> None:
+    """A YAML alias bomb (1 KB that aliases to 10^9 elements) hung the error message, which printed the
+    whole value; deep nesting raised RecursionError (found by review)."""
+    f = tmp_path / "params.yaml"
+    f.write_text(body.format(stage=stage))
+    args = ["train", "--cache", "none"] if stage == "train" else ["sketch", "train", "--cache", "none", "--classes", "cat"]
+    line = _one_line_error(CliRunner().invoke(app, [*args, "--params", str(f)]))
+    assert says.format(stage=stage) in line and len(line) < 600, line
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    """`<<: *base` is plain YAML; the duplicate-key check refused it (a regression found by review)."""
+    from quickdraw.pipeline.train import load_params
+
+    f = tmp_path / "params.yaml"
+    f.write_text("base: &b {hidden: 64, epochs: 2}\ntrain:\n  <<: *b\n  epochs: 3\n")
+    p = load_params(f)
+    assert (p.hidden, p.epochs) == (64, 3)

@@ -8,6 +8,7 @@ would block the stage), at most :data:`MAX_PARAMS_BYTES`, and a key written twic
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,9 +17,20 @@ import yaml
 from quickdraw._safety import open_regular
 from quickdraw.errors import QuickDrawError
 
-__all__ = ["MAX_PARAMS_BYTES", "ParamError", "params_section", "read_params_file"]
+__all__ = ["MAX_PARAMS_BYTES", "ParamError", "params_section", "read_params_file", "short_repr"]
 
 MAX_PARAMS_BYTES = 1 << 20  # a params.yaml is a few KB
+
+# repr() of a value from the file, bounded: YAML aliases can make a 1 KB file a value of 10^9 elements
+# (an "alias bomb"), and a full repr() of it would never end.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 3, 4, 4, 60, 60
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to a few elements and levels: safe on any value a YAML file can hold."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class ParamError(QuickDrawError, ValueError):
@@ -34,6 +46,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *base`: merged keys may be overridden by the mapping's own ones
         key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
         if isinstance(key, (str, int, float, bool)) or key is None:
             if key in seen:
@@ -58,6 +72,8 @@ def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ParamError(f"{p}: larger than {MAX_PARAMS_BYTES:,} bytes, not a params file")
     try:
         doc = yaml.load(data.decode("utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise ParamError(f"{p}: nested too deeply to be a params file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)
@@ -82,8 +98,7 @@ def params_section(path: str | os.PathLike[str] | None, name: str,
         where = os.fspath(path)
     raw = doc.get(name)
     if raw is not None and not isinstance(raw, dict):
-        shown = repr(raw)
-        raise ParamError(f"{where}: {name} = {shown[:80]}: expected a mapping of {name} params")
+        raise ParamError(f"{where}: {name} = {short_repr(raw)}: expected a mapping of {name} params")
     section = dict(raw or {})
     sources = {k: where for k in section}
     if "seed" in doc and "seed" not in section:

@@ -47,7 +47,7 @@ from quickdraw.models.sketch import (
     save_sketch,
 )
 from quickdraw.models.sketch import MAX_HIDDEN, MAX_LAYERS, MAX_MIXTURE, MAX_SAMPLE_LEN
-from quickdraw.pipeline._params import ParamError, params_section
+from quickdraw.pipeline._params import ParamError, params_section, short_repr
 from quickdraw.pipeline.train import check_device, check_number, pick_device
 from quickdraw.strokes import scale_from_moments, take_ranges, xy_moments
 
@@ -164,7 +164,7 @@ def check_sketch_param(key: str, value: Any, where: str = "") -> Any:
     """``value`` checked (and normalised) for the sketch param ``key``; :class:`ParamError` on one line otherwise."""
     if key == "enabled":
         if not isinstance(value, bool):
-            raise ParamError(f"invalid sketch.enabled = {value!r}{where}: expected true or false")
+            raise ParamError(f"invalid sketch.enabled = {short_repr(value)}{where}: expected true or false")
         return value
     if key == "classes":
         if value is None:
@@ -173,7 +173,7 @@ def check_sketch_param(key: str, value: Any, where: str = "") -> Any:
             return ",".join(v.strip() for v in value)
         if isinstance(value, str) and value.strip():
             return value.strip()
-        raise ParamError(f"invalid sketch.classes = {value!r}{where}: expected a class name, a comma list, a "
+        raise ParamError(f"invalid sketch.classes = {short_repr(value)}{where}: expected a class name, a comma list, a "
                          f"preset, @file, a list of names, or null for every class")
     if key == "device":
         return check_device(value, "sketch.device", where)

@@ -37,7 +37,7 @@ from torch import nn
 from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
 from quickdraw.datasets.torch_data import BucketBatchSampler, shard_batch
 # ParamError lives with the params-file reader that train and sketch share; importable from here as before.
-from quickdraw.pipeline._params import ParamError, params_section
+from quickdraw.pipeline._params import ParamError, params_section, short_repr
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
 from quickdraw.datasets.augment import Augment, augment_batch
 from quickdraw.models.checkpoint import MAX_CONV_KERNEL, MAX_HIDDEN, MAX_LAYERS
@@ -221,7 +221,7 @@ _FORMATS = ("stroke3", "stroke3t")
 
 def _show(value: Any) -> str:
     """A value as the user wrote it, kept short (errors are one line)."""
-    text = repr(value)
+    text = short_repr(value)  # bounded: a YAML alias bomb is a value no full repr() finishes
     return text if len(text) <= 60 else text[:57] + "..."
 
 
