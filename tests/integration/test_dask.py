@@ -160,6 +160,23 @@ def test_sixty_synthetic_classes_through_the_cli(cluster: Cluster, synth_source:
     assert manifest["counts"]["duplicates"] > 0  # the dedup across classes was exercised
 
 
+def test_relative_out_on_the_cluster_means_the_clients_folder(cluster: Cluster, synth_source: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """dvc stages pass relative paths (--out data/raw): workers, in their own working folders, must write into
+    the client's folder, not create class folders under their cwd (found by review)."""
+    runner = CliRunner()
+    classes = ",".join(SYNTH[:6])
+    monkeypatch.chdir(tmp_path)
+    for env, tag in (({}, "local"), ({SCHEDULER_ENV: cluster.address}, "dask")):
+        r = runner.invoke(app, ["fetch", "--classes", classes, "--source", str(synth_source), "--out", f"raw-{tag}"],
+                          env=env)
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["prepare", "--in", f"raw-{tag}", "--out", f"st-{tag}"], env=env)
+        assert r.exit_code == 0, r.output
+    assert tree(tmp_path / "raw-dask") == tree(tmp_path / "raw-local")
+    assert tree(tmp_path / "st-dask") == tree(tmp_path / "st-local")
+
+
 def test_prepare_part_rollover_on_executor(synth_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Shards that roll over into several parts at class boundaries: the plan matches the streaming writer."""
     from concurrent.futures import ThreadPoolExecutor

@@ -1031,7 +1031,10 @@ def fetch_with_executor(
 def _drive_tasks(words: list[str], target: Path | str, opts: FetchOptions, executor: Executor,
            progress: Progress | None) -> FetchResult:
     flag, stop = stop_signal(executor)
-    out_str = os.fspath(target)
+    # Workers run in their own working folders: a relative --out means the client's (a shared mount), so it
+    # is made absolute here (found by review: each worker created class folders under its own cwd). The
+    # source is left as given: it is part of the output's identity, which must match a local run's.
+    out_str = os.fspath(target) if _remote.is_remote(target) else os.path.abspath(_remote.local_path(target))
     futures: list[Future[_TaskOutcome]] = [executor.submit(fetch_class_task, w, out_str, opts, flag) for w in words]
     index = {id(f): i for i, f in enumerate(futures)}
     results: list[ClassResult | None] = [None] * len(words)

@@ -878,6 +878,8 @@ def prepare_with_executor(
     """:func:`quickdraw.pipeline.prepare.prepare` on ``executor`` (None: a local pool of two threads), for
     local, shared or fsspec-URL folders; same files, same manifest, same result."""
     in_url, out_url = os.fspath(in_dir).rstrip("/") or "/", os.fspath(out_dir).rstrip("/") or "/"
+    # Workers resolve relative paths against their own working folders: use the client's (a shared mount).
+    in_url, out_url = (u if _remote.is_remote(u) else os.path.abspath(_remote.local_path(u)) for u in (in_url, out_url))
     fr = _check_fractions(fractions)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
