@@ -123,14 +123,36 @@ def cluster_executor(scheduler: str | None = None, *, retries: int = 0) -> Itera
     except ImportError:
         raise ConfigError(f"{_where(named, explicit)}={named!r} names a Dask cluster, but dask.distributed is not "
                           "installed: pip install 'quickdraw-pipeline[distributed]' (or 'dask[distributed]')") from None
-    try:
+    def connect() -> Any:
         if sfile is not None:
-            client = distributed.Client(scheduler_file=sfile, timeout=CONNECT_TIMEOUT, set_as_default=False)
-        else:
-            client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"cannot connect to the Dask scheduler {named} ({_where(named, explicit)}): {exc}; "
-                          f"{_fix(explicit)}") from None
+            return distributed.Client(scheduler_file=sfile, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+
+    # On a daemon thread with a deadline of our own: Client's timeout does not bound the handshake, so a port
+    # that accepts but does not speak Dask (the dashboard's 8787, any other server) hung the command for good,
+    # and a peer sending garbage made Dask raise whatever it raised (found by review). The main thread waits
+    # on an Event, so Ctrl-C still interrupts at once.
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["client"] = connect()
+        except BaseException as exc:  # noqa: BLE001 - reported below as one line
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="quickdraw-dask-connect", daemon=True).start()
+    if not done.wait(CONNECT_TIMEOUT + 5):
+        raise ConfigError(f"the Dask scheduler {named} ({_where(named, explicit)}) accepted a connection but did "
+                          f"not answer as a Dask scheduler within {CONNECT_TIMEOUT + 5:.0f} s: is it the scheduler "
+                          f"port (usually 8786, not the dashboard's 8787)? {_fix(explicit)}")
+    if "error" in box:
+        exc = box["error"]
+        raise ConfigError(f"cannot connect to the Dask scheduler {named} ({_where(named, explicit)}): "
+                          f"{type(exc).__name__}: {str(exc)[:200]}; {_fix(explicit)}") from None
+    client = box["client"]
     try:
         # pure=False: a task is a side effect (it writes a class folder), never a cached value to reuse.
         yield client.get_executor(pure=False, retries=retries)

@@ -327,6 +327,46 @@ def test_bad_scheduler_fails_fast_in_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--scheduler" in r.output and "tcp://HOST:PORT" in r.output
 
 
+def test_a_port_that_is_not_a_scheduler_fails_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that accepts and never speaks Dask (the dashboard's 8787, any server) hung fetch for good."""
+    import socket as socket_mod
+    import threading
+
+    from quickdraw import parallel
+
+    monkeypatch.setattr(parallel, "CONNECT_TIMEOUT", 2.0)
+    srv = socket_mod.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held: list[socket_mod.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])  # accepted, never answered
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        port = srv.getsockname()[1]
+        t0 = time.monotonic()
+        r = CliRunner().invoke(app, ["fetch", "--classes", "cat", "--source", str(tmp_path), "--out",
+                                     str(tmp_path / "o"), "--scheduler", f"tcp://127.0.0.1:{port}"])
+        assert r.exit_code == 2, r.output
+        assert time.monotonic() - t0 < 30
+        assert "did not answer as a Dask scheduler" in r.output and "Traceback" not in r.output, r.output
+    finally:
+        stop.set()
+        t.join(5)
+        for c in held:
+            c.close()
+        srv.close()
+
+
 def test_bucket_output_resumes_after_sigkill(gcs: object, tmp_path: Path) -> None:
     """A fetch into gs:// killed mid-class leaves a resume state object and no manifest (nothing looks
     complete); the next run resumes from it (uploading only new parts, never the mirrored ones) and the
