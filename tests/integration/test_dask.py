@@ -327,6 +327,24 @@ def test_bad_scheduler_fails_fast_in_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--scheduler" in r.output and "tcp://HOST:PORT" in r.output
 
 
+@pytest.mark.parametrize("lock", [b'{"host": "HOST", "pid": 100000000000000000000, "since": 1}',
+                                  b'{"host": "vm", "pid": 1, "since": 100000000000000000000}'])
+def test_a_hand_edited_lock_object_is_a_refusal_not_a_traceback(gcs: object, gcs_source: str, lock: bytes) -> None:
+    """A pid or a time beyond any C long in a lock object raised OverflowError (found by review)."""
+    import socket as socket_mod
+
+    from quickdraw.errors import OwnershipError
+    from quickdraw.sources.remote import output_fs
+
+    fs, _ = output_fs(f"gs://{BUCKET}-lk/x")
+    if not fs.exists(f"{BUCKET}-lk"):
+        fs.mkdir(f"{BUCKET}-lk")
+    fs.pipe_file(f"{BUCKET}-lk/x/.quickdraw.lock", lock.replace(b"HOST", socket_mod.gethostname().encode()))
+    with pytest.raises(OwnershipError, match="another quickdraw fetch is writing into"):
+        fetch(["cat"], f"gs://{BUCKET}-lk/x", FetchOptions(source=gcs_source, max_per_class=3))
+    fs.rm_file(f"{BUCKET}-lk/x/.quickdraw.lock")
+
+
 def test_a_port_that_is_not_a_scheduler_fails_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A port that accepts and never speaks Dask (the dashboard's 8787, any server) hung fetch for good."""
     import socket as socket_mod

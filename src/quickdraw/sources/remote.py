@@ -188,7 +188,7 @@ def remote_lock(url: str, what: str) -> Iterator[None]:
         doc = read_json(fs, path, "lock") or {}
         since = doc.get("since") if isinstance(doc, dict) else None
         who = (f" (held by pid {doc.get('pid')} on {doc.get('host')} since "
-               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(since))})") if isinstance(since, int) else ""
+               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(since))})") if isinstance(since, int) and 0 <= since < 2**33 else ""
         raise OwnershipError(f"another quickdraw {what} is writing into {url}{who}: wait for it to finish, or "
                              f"use another --out; if no run is active (one was killed), delete {_url(fs, path)}") from None
     try:
@@ -212,7 +212,7 @@ def _break_if_dead(fs: fsspec.AbstractFileSystem, path: str) -> None:
         return  # alive (or a pid of another user's process): not ours to break
     except ProcessLookupError:
         pass
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: a pid no process can have (a hand-edited lock)
         return
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
