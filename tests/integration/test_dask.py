@@ -433,3 +433,23 @@ def test_raw_variant_prepare_on_executor(shared_data: Path, tmp_path: Path) -> N
     with ProcessPoolExecutor(2) as ex:
         prepare(tmp_path / "raw", tmp_path / "b", formats=tuple(FORMATS), executor=ex)
     assert tree(tmp_path / "b") == tree(tmp_path / "a")
+
+
+def test_no_credentials_for_a_bucket_output_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A worker without credentials for a gs:// output printed google.auth's 60-line traceback (review)."""
+    from quickdraw.errors import QuickDrawError
+    from quickdraw.sources.defaults import ENDPOINT_ENV, TOKEN_ENV
+    from quickdraw.sources.remote import output_fs
+
+    for var in (ENDPOINT_ENV, TOKEN_ENV, "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server: fail at once, not after a timeout
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    try:
+        output_fs("gs://someone-elses-bucket/out")
+    except QuickDrawError as exc:
+        assert "no credentials to write to this bucket" in str(exc) and TOKEN_ENV in str(exc)
+    else:
+        pytest.skip("this machine has Google credentials")

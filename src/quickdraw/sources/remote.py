@@ -79,6 +79,13 @@ def output_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     except (ImportError, ValueError) as exc:
         raise QuickDrawError(f"{url}: cannot open this URL ({exc}); install the fsspec plugin of its scheme "
                              f"(gcsfs for gs://, s3fs for s3://) or use a local folder") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. google.auth's DefaultCredentialsError on a worker
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if type(exc).__module__.startswith("google.auth"):
+            raise QuickDrawError(f"{url}: no credentials to write to this bucket ({first}): set {TOKEN_ENV} to a "
+                                 f"service-account key file, or {ENDPOINT_ENV} for an emulator or mirror, on every "
+                                 f"machine that writes (the Dask workers too)") from None
+        raise QuickDrawError(f"{url}: cannot open this URL ({type(exc).__name__}: {first})") from None
     return fs, root.rstrip("/")
 
 
