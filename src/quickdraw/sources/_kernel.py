@@ -203,33 +203,36 @@ def _coord_list(buf, pos, end, dst, cursor):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_one(buf, pos, end, i, word, xs, ys, stroke_pts, s_cursor, p_cursor, key_id, ts, rec, cc_start, cc_end):  # type: ignore[no-untyped-def]
+def _header(buf, pos, end, i, word, key_id, ts, rec, cc_start, cc_end):  # type: ignore[no-untyped-def]
+    """The fields before the drawing, the same in simplified and raw lines (both scanners use this):
+    ``"word"`` (must equal ``word``), ``"countrycode"`` (its span), ``"timestamp"``, ``"recognized"``,
+    ``"key_id"``, then the ``"drawing":`` key. Returns the position after it, or -1 if the shape differs."""
     pos = _lit(buf, pos, end, _P_WORD)
     if pos < 0:
-        return -1, 0, 0
+        return -1
     q = _string(buf, pos, end)
     if q < 0 or q - pos != word.shape[0]:
-        return -1, 0, 0
+        return -1
     for k in range(word.shape[0]):
         if buf[pos + k] != word[k]:
-            return -1, 0, 0
+            return -1
     pos = _lit(buf, q, end, _P_CC)
     if pos < 0:
-        return -1, 0, 0
+        return -1
     q = _string(buf, pos, end)
     if q < 0:
-        return -1, 0, 0
+        return -1
     cc_start[i] = pos
     cc_end[i] = q
     pos = _lit(buf, q, end, _P_TS)
     if pos < 0:
-        return -1, 0, 0
+        return -1
     pos = _timestamp(buf, pos, end, ts, i)
     if pos < 0:
-        return -1, 0, 0
+        return -1
     pos = _lit(buf, pos, end, _P_REC)
     if pos < 0:
-        return -1, 0, 0
+        return -1
     t = _lit(buf, pos, end, _TRUE)
     if t >= 0:
         rec[i] = True
@@ -237,24 +240,29 @@ def _scan_one(buf, pos, end, i, word, xs, ys, stroke_pts, s_cursor, p_cursor, ke
     else:
         pos = _lit(buf, pos, end, _FALSE)
         if pos < 0:
-            return -1, 0, 0
+            return -1
         rec[i] = False
     pos = _lit(buf, pos, end, _P_KEY)
     if pos < 0:
-        return -1, 0, 0
+        return -1
     kv = np.uint64(0)
     nd = 0
     while pos < end and 48 <= buf[pos] <= 57:
         dgt = np.uint64(buf[pos] - 48)
         if kv > (_U64_MAX - dgt) // np.uint64(10):
-            return -1, 0, 0
+            return -1
         kv = kv * np.uint64(10) + dgt
         nd += 1
         pos += 1
     if nd == 0 or nd > 20:
-        return -1, 0, 0
+        return -1
     key_id[i] = kv
-    pos = _lit(buf, pos, end, _P_DRAW)
+    return _lit(buf, pos, end, _P_DRAW)
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_one(buf, pos, end, i, word, xs, ys, stroke_pts, s_cursor, p_cursor, key_id, ts, rec, cc_start, cc_end):  # type: ignore[no-untyped-def]
+    pos = _header(buf, pos, end, i, word, key_id, ts, rec, cc_start, cc_end)
     if pos < 0:
         return -1, 0, 0
     ns = 0

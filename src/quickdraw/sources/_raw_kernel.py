@@ -297,13 +297,11 @@ def simplify_flat(x, y, t, stroke_pts, n_strokes, out_x, out_y, out_t, out_pts):
 # rounded division) and, for the 16-17 digit mantissas of the float32 values printed as doubles, an exact
 # 128-bit long division by 5^k with round half to even; anything beyond 19 digits or 27 decimals is refused.
 
-from quickdraw.sources._kernel import _P_CC, _P_DRAW, _P_KEY, _P_REC, _P_TS, _P_WORD, _FALSE, _TRUE  # noqa: E402
-from quickdraw.sources._kernel import _lit, _string, _timestamp  # noqa: E402
+from quickdraw.sources._kernel import _header  # noqa: E402  (the fields before the drawing: shared)
 
 _POW10 = np.array([10.0**k for k in range(23)], np.float64)
 _POW5 = np.array([5**k for k in range(28)], np.uint64)
 _TWO53 = np.uint64(1 << 53)
-_U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 COORD_LIMIT = 1e6  # == quickdraw.sources.raw.RAW_COORD_LIMIT (beyond it the exact path says out_of_range)
 
 _SCAN_RAW_SIG = numba.types.UniTuple(numba.types.int64, 2)(
@@ -515,57 +513,7 @@ def _times(buf, pos, end, dst, cursor):  # type: ignore[no-untyped-def]
 @numba.njit(cache=True, nogil=True)
 def _scan_raw_one(buf, pos, end, i, word, xs, ys, ts, stroke_pts, s_cursor, p_cursor, key_id, tstamp, rec,
                   cc_start, cc_end):  # type: ignore[no-untyped-def]
-    pos = _lit(buf, pos, end, _P_WORD)
-    if pos < 0:
-        return -1, 0, 0
-    q = _string(buf, pos, end)
-    if q < 0 or q - pos != word.shape[0]:
-        return -1, 0, 0
-    for k in range(word.shape[0]):
-        if buf[pos + k] != word[k]:
-            return -1, 0, 0
-    pos = _lit(buf, q, end, _P_CC)
-    if pos < 0:
-        return -1, 0, 0
-    q = _string(buf, pos, end)
-    if q < 0:
-        return -1, 0, 0
-    cc_start[i] = pos
-    cc_end[i] = q
-    pos = _lit(buf, q, end, _P_TS)
-    if pos < 0:
-        return -1, 0, 0
-    pos = _timestamp(buf, pos, end, tstamp, i)
-    if pos < 0:
-        return -1, 0, 0
-    pos = _lit(buf, pos, end, _P_REC)
-    if pos < 0:
-        return -1, 0, 0
-    t = _lit(buf, pos, end, _TRUE)
-    if t >= 0:
-        rec[i] = True
-        pos = t
-    else:
-        pos = _lit(buf, pos, end, _FALSE)
-        if pos < 0:
-            return -1, 0, 0
-        rec[i] = False
-    pos = _lit(buf, pos, end, _P_KEY)
-    if pos < 0:
-        return -1, 0, 0
-    kv = np.uint64(0)
-    nd = 0
-    while pos < end and 48 <= buf[pos] <= 57:
-        dgt = np.uint64(buf[pos] - 48)
-        if kv > (_U64_MAX - dgt) // np.uint64(10):
-            return -1, 0, 0
-        kv = kv * np.uint64(10) + dgt
-        nd += 1
-        pos += 1
-    if nd == 0 or nd > 20:
-        return -1, 0, 0
-    key_id[i] = kv
-    pos = _lit(buf, pos, end, _P_DRAW)
+    pos = _header(buf, pos, end, i, word, key_id, tstamp, rec, cc_start, cc_end)
     if pos < 0:
         return -1, 0, 0
     ns = 0
