@@ -34,6 +34,8 @@ class _LazyConsole:
         return self._console
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_kwargs", "_console"):
+            raise AttributeError(name)  # e.g. copy/pickle probing before __init__ ran: no recursion into _real()
         return getattr(self._real(), name)
 
     # Special methods are looked up on the type, not through __getattr__: rich's Live (progress bars) enters
