@@ -284,8 +284,8 @@ def simplify_flat(x, y, t, stroke_pts, n_strokes, out_x, out_y, out_t, out_pts):
 #
 # The public raw lines all have one shape (no whitespace, this key order, numbers without exponents):
 #
-#   {"word":"cat","countrycode":"VE","timestamp":"2017-03-02 23:25:10.07453 UTC","recognized":true,
-#    "key_id":"5201136883597312","drawing":[[[414.48199462890625,...],[...],[0,17,...]],...]}
+#   {"word":"cat","countrycode":"US","timestamp":"2017-03-26 18:43:54.78083 UTC","recognized":true,
+#    "key_id":"1234567890123456","drawing":[[[414.25,...],[...],[0,17,...]],...]}
 #
 # :func:`scan_raw_lines` accepts exactly that shape with values the exact path accepts as they are, and
 # refuses everything else (blank lines, CRLF, a BOM, escapes, exponents, "-0", huge or out-of-range values,
