@@ -7,9 +7,11 @@ would block the stage), at most :data:`MAX_PARAMS_BYTES`, and a key written twic
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import reprlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -17,7 +19,7 @@ import yaml
 from quickdraw._safety import open_regular
 from quickdraw.errors import QuickDrawError
 
-__all__ = ["MAX_PARAMS_BYTES", "ParamError", "params_section", "read_params_file", "short_repr"]
+__all__ = ["MAX_PARAMS_BYTES", "ParamError", "checked_values", "params_section", "read_params_file", "short_repr"]
 
 MAX_PARAMS_BYTES = 1 << 20  # a params.yaml is a few KB
 
@@ -83,6 +85,24 @@ def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ParamError(f"{p}: expected a YAML mapping at the top level")
     return doc
+
+
+def checked_values(name: str, cls: type, d: dict[Any, Any], sources: dict[str, str] | None,
+                   check: Callable[[str, Any, str], Any]) -> dict[str, Any]:
+    """``d``'s values for the fields of dataclass ``cls``, each passed through ``check(key, value, where)``; an
+    unknown key is a :class:`ParamError` naming the closest valid ones (``name`` is the section: train, sketch).
+    ``sources`` maps a key to where it came from (shown in errors)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    sources = sources or {}
+    values: dict[str, Any] = {}
+    for key, value in d.items():
+        where = f" (from {sources[key]})" if key in sources else ""
+        if not isinstance(key, str) or key not in names:
+            close = difflib.get_close_matches(str(key), names, n=3)
+            hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+            raise ParamError(f"unknown {name} param {short_repr(key)}{where}{hint} (valid: {', '.join(names)})")
+        values[key] = check(key, value, where)
+    return values
 
 
 def params_section(path: str | os.PathLike[str] | None, name: str,

@@ -47,7 +47,7 @@ from quickdraw.models.sketch import (
     save_sketch,
 )
 from quickdraw.models.sketch import MAX_HIDDEN, MAX_LAYERS, MAX_MIXTURE, MAX_SAMPLE_LEN
-from quickdraw.pipeline._params import ParamError, params_section, short_repr
+from quickdraw.pipeline._params import ParamError, checked_values, params_section, short_repr
 from quickdraw.pipeline.train import check_device, check_number, pick_device
 from quickdraw.strokes import scale_from_moments, take_ranges, xy_moments
 
@@ -109,17 +109,7 @@ class SketchParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any], sources: dict[str, str] | None = None) -> SketchParams:
         """Build from a mapping, checking every value; unknown keys are named with the closest valid ones."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        sources = sources or {}
-        values: dict[str, Any] = {}
-        for key, value in d.items():
-            where = f" (from {sources[key]})" if key in sources else ""
-            if not isinstance(key, str) or key not in names:
-                close = difflib.get_close_matches(str(key), names, n=3)
-                hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
-                raise ParamError(f"unknown sketch param {key!r}{where}{hint} (valid: {', '.join(names)})")
-            values[key] = check_sketch_param(key, value, where)
-        return cls(**values)
+        return cls(**checked_values("sketch", cls, d, sources, check_sketch_param))
 
     def validate(self) -> None:
         """Raise :class:`ParamError` on any value that cannot run."""

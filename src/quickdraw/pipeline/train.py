@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from torch import nn
 from quickdraw._ownership import NEW_FOLDER_HINT, claim_output, only_names
 from quickdraw.datasets.torch_data import BucketBatchSampler, shard_batch
 # ParamError lives with the params-file reader that train and sketch share; importable from here as before.
-from quickdraw.pipeline._params import ParamError, params_section, short_repr
+from quickdraw.pipeline._params import ParamError, checked_values, params_section, short_repr
 from quickdraw.models import GRUClassifier, ModelConfig, save_checkpoint
 from quickdraw.datasets.augment import Augment, augment_batch
 from quickdraw.models.checkpoint import MAX_CONV_KERNEL, MAX_HIDDEN, MAX_LAYERS
@@ -144,19 +143,7 @@ class TrainParams:
     def from_dict(cls, d: dict[str, Any], sources: dict[str, str] | None = None) -> TrainParams:
         """Build from a mapping, checking every value (:func:`check_param`); unknown keys are named with
         the closest valid ones. ``sources`` maps a key to where it came from (shown in errors)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        sources = sources or {}
-        values: dict[str, Any] = {}
-        for key, value in d.items():
-            where = f" (from {sources[key]})" if key in sources else ""
-            if not isinstance(key, str) or key not in names:
-                close = difflib.get_close_matches(str(key), names, n=3)
-                hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
-                raise ParamError(
-                    f"unknown train param {_show(key)}{where}{hint} (valid: {', '.join(names)})"
-                )
-            values[key] = check_param(key, value, where)
-        params = cls(**values)
+        params = cls(**checked_values("train", cls, d, sources, check_param))
         params.validate()
         return params
 
